@@ -1,0 +1,43 @@
+# ptlm-course: the two commands a student needs are `make lab` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# torch first, pinned: on the course's reference machines this picks the local CPU wheel instead of
+# gigabytes of CUDA packages. Override on your laptop if you like, e.g. `make lab TORCH=torch`.
+TORCH  ?= torch==2.13.0
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+.PHONY: lab test install exercises notebooks solutions clean help
+
+help:
+	@echo "make lab        create .venv, install everything, open the course in JupyterLab"
+	@echo "make test       create .venv, install everything, run every test (unit tests + notebooks)"
+	@echo "make exercises  regenerate exercises/ from solutions/"
+	@echo "make notebooks  re-execute notebooks/ with the full budget and store their outputs"
+	@echo "make solutions  re-execute solutions/ and store their outputs"
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+lab: install
+	$(BIN)/jupyter lab $(ROOT_FLAG) notebooks/00_setup_and_tour.ipynb
+
+test: install
+	PTLM_BUDGET=small $(BIN)/python -m pytest
+
+exercises: install
+	$(BIN)/python -m ptlm_course.exercises solutions exercises
+
+notebooks: install
+	PTLM_BUDGET=full $(BIN)/python tools/execute_notebooks.py notebooks/*.ipynb
+
+solutions: install
+	PTLM_BUDGET=full $(BIN)/python tools/execute_notebooks.py solutions/*.ipynb
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,117 @@
+"""The machinery behind the exercise checks.
+
+A check calls the student's function on varied inputs, compares with the reference and, when
+something is off, raises :class:`CheckFailed` with a plain-words explanation. Where the wrong
+answer matches a known mistake (no scaling, wrong axis, ...), the message names that mistake.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import torch
+
+from ..validation import describe
+
+
+class CheckFailed(AssertionError):
+    """A check found a mistake. Notebooks show only the friendly message, not a traceback."""
+
+    def __init__(self, check: str, message: str):
+        super().__init__(f"{check}: {message}")
+        self.check = check
+        self.message = message
+
+    def _render_traceback_(self):  # IPython calls this instead of printing the traceback
+        return [f"❌ {self.check} failed: {self.message}"]
+
+
+def fn_name(fn) -> str:
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
+
+
+def call_student(check: str, fn: Callable, *args, **kwargs):
+    """Call the student's code, turning exceptions into friendly failures."""
+    try:
+        return fn(*args, **kwargs)
+    except NotImplementedError:
+        raise CheckFailed(
+            check, f"`{fn_name(fn)}` is not written yet: replace `raise NotImplementedError()` with your code."
+        ) from None
+    except CheckFailed:
+        raise
+    except Exception as error:  # noqa: BLE001 - every student error becomes a message
+        inputs = ", ".join([describe(a) for a in args] + [f"{k}={describe(v)}" for k, v in kwargs.items()])
+        raise CheckFailed(
+            check, f"`{fn_name(fn)}` raised {type(error).__name__}: {error}\n   (called with {inputs})"
+        ) from None
+
+
+def expect_tensor_like(check: str, actual, expected: torch.Tensor, what: str,
+                       mistakes: Iterable[tuple[str, torch.Tensor]] = (),
+                       atol: float = 1e-5, rtol: float = 1e-4) -> None:
+    """Compare the student's tensor with the reference; name a known mistake when one matches."""
+    if not isinstance(actual, torch.Tensor):
+        raise CheckFailed(check, f"{what} should be a torch.Tensor, but it is {describe(actual)}.")
+    actual = actual.detach()
+    mistakes = list(mistakes)
+    if actual.shape != expected.shape:
+        for explanation, wrong in mistakes:
+            if wrong.shape == actual.shape and _close(actual, wrong, atol, rtol):
+                raise CheckFailed(check, explanation)
+        raise CheckFailed(
+            check, f"{what} should have shape {tuple(expected.shape)}, but it has shape {tuple(actual.shape)}."
+        )
+    if actual.dtype == torch.bool or expected.dtype == torch.bool:
+        if actual.dtype != expected.dtype:
+            raise CheckFailed(check, f"{what} should have dtype {expected.dtype}, but it has dtype {actual.dtype}.")
+        if not torch.equal(actual, expected):
+            for explanation, wrong in mistakes:
+                if wrong.shape == actual.shape and torch.equal(actual, wrong):
+                    raise CheckFailed(check, explanation)
+            wrong_at = (actual != expected).nonzero()[0].tolist()
+            raise CheckFailed(check, f"{what} is wrong at index {tuple(wrong_at)}: expected {expected.tolist()}, "
+                                     f"got {actual.tolist()}." if expected.numel() <= 36 else
+                              f"{what} is wrong at index {tuple(wrong_at)}.")
+        return
+    if not actual.is_floating_point() and expected.is_floating_point():
+        raise CheckFailed(check, f"{what} should hold floating-point numbers, but its dtype is {actual.dtype}.")
+    if _close(actual, expected, atol, rtol):
+        return
+    for explanation, wrong in mistakes:
+        if wrong.shape == actual.shape and _close(actual, wrong, atol, rtol):
+            raise CheckFailed(check, explanation)
+    if torch.isnan(actual).any():
+        raise CheckFailed(check, f"{what} contains NaN values (a 0/0 or inf - inf somewhere?).")
+    diff = (actual.to(expected.dtype) - expected).abs()
+    where = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape))
+    raise CheckFailed(
+        check,
+        f"{what} has the right shape but wrong values: at index {where} it is {actual[where].item():.5g}, "
+        f"the reference gives {expected[where].item():.5g} (largest difference {diff.max().item():.3g}).",
+    )
+
+
+def expect_equal(check: str, actual, expected, what: str,
+                 mistakes: Iterable[tuple[str, object]] = ()) -> None:
+    """Compare plain Python values (ids, lists, dicts) exactly."""
+    if actual == expected:
+        return
+    for explanation, wrong in mistakes:
+        if actual == wrong:
+            raise CheckFailed(check, explanation)
+    raise CheckFailed(check, f"{what} should be {_short(expected)}, but it is {_short(actual)}.")
+
+
+def passed(check: str, n_tests: int) -> None:
+    print(f"✅ {check}: all {n_tests} tests passed.")
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, atol: float, rtol: float) -> bool:
+    if a.dtype == torch.bool or b.dtype == torch.bool:
+        return a.dtype == b.dtype and torch.equal(a, b)
+    return torch.allclose(a.to(torch.float64), b.to(torch.float64), atol=atol, rtol=rtol, equal_nan=False)
+
+
+def _short(value, limit: int = 300) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + " ..."

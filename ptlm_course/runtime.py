@@ -1,0 +1,86 @@
+"""Where and how the course runs: the training budget, the device and the random seed."""
+from __future__ import annotations
+
+import os
+import platform
+import random
+import sys
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+BUDGETS = ("small", "full")
+T = TypeVar("T")
+
+
+def budget() -> str:
+    """The training budget: ``PTLM_BUDGET`` is ``small`` (quick CI runs) or ``full`` (the default)."""
+    value = os.environ.get("PTLM_BUDGET", "full").strip().lower() or "full"
+    if value not in BUDGETS:
+        raise ValueError(
+            f"PTLM_BUDGET should be one of {', '.join(BUDGETS)}, but it is {value!r}. "
+            "Unset it for the full course, or set PTLM_BUDGET=small for a quick run."
+        )
+    return value
+
+
+def by_budget(small: T, full: T) -> T:
+    """Pick the setting for the current budget, e.g. ``steps = by_budget(small=50, full=2000)``."""
+    return small if budget() == "small" else full
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """The best available device: CUDA, then Apple's MPS, then the CPU.
+
+    ``prefer`` (or the environment variable ``PTLM_DEVICE``) forces one, e.g. ``"cpu"``.
+    On MPS, operations PyTorch has not implemented there fall back to the CPU
+    (``PYTORCH_ENABLE_MPS_FALLBACK=1``) instead of stopping the notebook.
+    """
+    prefer = prefer or os.environ.get("PTLM_DEVICE")
+    if prefer:
+        device = torch.device(prefer)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"Device {prefer!r} was asked for, but CUDA is not available here; use 'cpu'.")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int = 0) -> torch.Generator:
+    """Seed Python, NumPy and PyTorch (all devices); returns a CPU generator seeded the same way."""
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed should be an int, but got {type(seed).__name__} {seed!r}.")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def environment_summary(device: torch.device | None = None) -> str:
+    """One line saying what this notebook runs on."""
+    from . import __version__
+
+    device = device or get_device()
+    name = device.type
+    if device.type == "cuda":
+        name += f" ({torch.cuda.get_device_name(device)})"
+    return (
+        f"ptlm_course {__version__} | budget: {budget()} | device: {name} | "
+        f"torch {torch.__version__} | Python {platform.python_version()} on {sys.platform}"
+    )
+
+
+def setup_notebook(seed: int = 0, device: str | None = None) -> torch.device:
+    """Seed everything, pick the device and say so: the last line of every notebook's set-up cell."""
+    seed_everything(seed)
+    chosen = get_device(device)
+    print(environment_summary(chosen) + f" | seed: {seed}")
+    if budget() == "small":
+        print("Small budget: training runs are shortened (unset PTLM_BUDGET for the full course).")
+    return chosen
