@@ -35,7 +35,7 @@ def get_device(prefer: str | None = None) -> torch.device:
 
     ``prefer`` (or the environment variable ``PTLM_DEVICE``) forces one, e.g. ``"cpu"``.
     On MPS, operations PyTorch has not implemented there fall back to the CPU
-    (``PYTORCH_ENABLE_MPS_FALLBACK=1``) instead of stopping the notebook.
+    (``PYTORCH_ENABLE_MPS_FALLBACK=1``, set when ``ptlm_course`` is imported before torch).
     """
     prefer = prefer or os.environ.get("PTLM_DEVICE")
     if prefer:
@@ -47,7 +47,12 @@ def get_device(prefer: str | None = None) -> torch.device:
         return torch.device("cuda")
     mps = getattr(torch.backends, "mps", None)
     if mps is not None and mps.is_available():
-        os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
+        from . import MPS_FALLBACK_ACTIVE
+
+        if not MPS_FALLBACK_ACTIVE:
+            print("Note: torch was imported before ptlm_course, so operations missing on MPS will raise "
+                  "instead of falling back to the CPU. Restart and import ptlm_course first, or use "
+                  "get_device('cpu').")
         return torch.device("mps")
     return torch.device("cpu")
 
