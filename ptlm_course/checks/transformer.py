@@ -1,0 +1,240 @@
+"""Checks for notebook 05's exercises: LayerNorm by hand, the feed-forward network, a pre-LN Transformer block."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ._core import CheckFailed, call_student, expect_tensor_like, fn_name, passed
+from ..transformer import FeedForward, TransformerBlock
+from ..validation import describe
+
+__all__ = ["check_layer_norm", "check_feed_forward", "check_transformer_block"]
+
+
+# --- LayerNorm ----------------------------------------------------------------------------------------
+
+def _layer_norm(x, weight, bias, eps, dim=-1, unbiased=False, eps_outside=False, affine=(True, True),
+                ignore_eps=False):
+    """Reference LayerNorm over ``dim``, plus the classic mistakes as switches."""
+    mean = x.mean(dim=dim, keepdim=True)
+    var = x.var(dim=dim, keepdim=True, unbiased=unbiased)
+    eps = 0.0 if ignore_eps else eps
+    x_hat = (x - mean) / (var.sqrt() + eps) if eps_outside else (x - mean) / torch.sqrt(var + eps)
+    use_weight, use_bias = affine
+    return x_hat * (weight if use_weight else 1) + (bias if use_bias else 0)
+
+
+def check_layer_norm(fn) -> None:
+    """Check ``fn(x, weight, bias, eps=1e-5)``: normalise each vector over the last dim, then scale and shift."""
+    check = "check_layer_norm"
+    g = torch.Generator().manual_seed(7)
+    randn = lambda *shape: torch.randn(*shape, generator=g, dtype=torch.float64)  # noqa: E731
+    # (shape of x, eps or None for the default, spread of x). A small spread with a large eps makes
+    # "eps outside the sqrt" and "eps ignored" visible.
+    cases = [((4, 8), None, 3.0), ((2, 3, 16), None, 1.0), ((2, 5, 6), 0.5, 0.3), ((3, 4), 0.1, 0.2)]
+    for shape, eps, spread in cases:
+        C = shape[-1]
+        x = randn(*shape) * spread + randn(*shape[:-1], 1)       # rows with different means
+        weight, bias = 1 + 0.5 * randn(C), randn(C)
+        kwargs = {} if eps is None else {"eps": eps}
+        eps_value = 1e-5 if eps is None else eps
+        out = call_student(check, fn, x.clone(), weight.clone(), bias.clone(), **kwargs)
+        where = f" (test: x of shape {shape}, eps={eps_value})"
+        variant = lambda **kw: _layer_norm(x, weight, bias, eps_value, **kw)  # noqa: E731
+        mistakes = [
+            ("you normalised over the wrong axis: LayerNorm normalises each token's vector, i.e. the last "
+             "dim: mean and variance over dim=-1 with keepdim=True.", variant(dim=0)),
+            ("you normalised over all the numbers at once: LayerNorm normalises each token's vector "
+             "separately, over the last dim (dim=-1, keepdim=True).", variant(dim=tuple(range(x.dim())))),
+            ("you used the unbiased variance (dividing by C - 1): LayerNorm divides by C, so use "
+             "x.var(dim=-1, unbiased=False, keepdim=True) or ((x - mean) ** 2).mean(dim=-1, keepdim=True).",
+             variant(unbiased=True)),
+            ("eps is added outside the square root: divide by sqrt(var + eps), not sqrt(var) + eps.",
+             variant(eps_outside=True)),
+            ("eps is not used: divide by sqrt(var + eps) with the `eps` argument.", variant(ignore_eps=True)),
+            ("you forgot the learned scale and shift: return x_hat * weight + bias.", variant(affine=(False, False))),
+            ("you forgot the learned scale: multiply by `weight` (x_hat * weight + bias).", variant(affine=(False, True))),
+            ("you forgot the learned shift: add `bias` (x_hat * weight + bias).", variant(affine=(True, False))),
+        ]
+        if len(shape) == 3:
+            mistakes.insert(1, ("you normalised over the wrong axis (the positions, dim=-2): LayerNorm normalises "
+                                "each token's vector, over the last dim (dim=-1).", variant(dim=-2)))
+        expect_tensor_like(check, out, variant(), "the output" + where, [(m + where, w) for m, w in mistakes])
+    passed(check, len(cases))
+
+
+# --- Feed-forward network -----------------------------------------------------------------------------
+
+def _build(check: str, cls, *args) -> nn.Module:
+    module = call_student(check, cls, *args)
+    if not isinstance(module, nn.Module):
+        raise CheckFailed(check, f"`{fn_name(cls)}{args}` should build an nn.Module, but gave {describe(module)}.")
+    return module.double().eval()
+
+
+def _copy_parameters(check: str, name: str, ref: nn.Module, student: nn.Module) -> None:
+    """Give the student's layers the reference's weights, saying clearly which layer is missing or misshapen."""
+    theirs = dict(student.named_parameters())
+    for key, ours in ref.named_parameters():
+        layer = key.rsplit(".", 1)[0]
+        if key not in theirs:
+            raise CheckFailed(check, f"`{name}` should have a parameter `{key}` (the layer `self.{layer}` as in "
+                                     f"the reference, shape {tuple(ours.shape)}), but it has none by that name.")
+        if theirs[key].shape != ours.shape:
+            raise CheckFailed(check, f"`{key}` in `{name}` should have shape {tuple(ours.shape)}, but it has shape "
+                                     f"{tuple(theirs[key].shape)}: check the sizes of `self.{layer}`.")
+        with torch.no_grad():
+            theirs[key].copy_(ours)
+
+
+def _ffn_variant(ref: FeedForward, x, act=F.gelu, act_after_fc2=False):
+    h = ref.fc1(x)
+    h = h if act is None else act(h)
+    y = ref.fc2(h)
+    return act(y) if act_after_fc2 else y
+
+
+def check_feed_forward(cls) -> None:
+    """Check ``cls(d_model, d_ff)`` with ``fc1``, ``fc2`` and ``forward(x)``: fc2(GELU(fc1(x))) at every position."""
+    check = "check_feed_forward"
+    name = fn_name(cls)
+    cases = [(2, 5, 8, 32), (1, 3, 6, 10), (3, 1, 4, 16)]             # (B, T, d_model, d_ff)
+    g = torch.Generator().manual_seed(8)
+    for B, T, C, d_ff in cases:
+        torch.manual_seed(C + d_ff)
+        ref = FeedForward(C, d_ff).double().eval()
+        student = _build(check, cls, C, d_ff)
+        _copy_parameters(check, name, ref, student)
+        x = torch.randn(B, T, C, generator=g, dtype=torch.float64)
+        out = call_student(check, student, x.clone())
+        where = f" (test: x of shape {(B, T, C)}, d_ff={d_ff})"
+        with torch.no_grad():
+            tanh_gelu = _ffn_variant(ref, x, act=lambda h: F.gelu(h, approximate="tanh"))
+            if isinstance(out, torch.Tensor) and out.shape == tanh_gelu.shape and torch.allclose(
+                    out.detach().double(), tanh_gelu, atol=1e-5, rtol=1e-4):
+                continue                                             # GPT-2's tanh GELU is fine too
+            expect_tensor_like(check, out, _ffn_variant(ref, x), "the output (B, T, d_model)" + where, [
+                ("there is no activation between fc1 and fc2, so the two layers collapse into one linear map: "
+                 "apply GELU (nn.GELU()) to fc1's output." + where, _ffn_variant(ref, x, act=None)),
+                ("you used ReLU; this exercise asks for GELU (nn.GELU() or F.gelu)." + where,
+                 _ffn_variant(ref, x, act=F.relu)),
+                ("the activation is also applied after fc2: the output of fc2 goes straight back into the "
+                 "residual stream, so apply GELU only between fc1 and fc2." + where,
+                 _ffn_variant(ref, x, act_after_fc2=True)),
+                ("the output still has d_ff channels: project back to d_model with fc2." + where,
+                 F.gelu(ref.fc1(x))),
+            ])
+    passed(check, len(cases))
+
+
+# --- Pre-LN Transformer block -------------------------------------------------------------------------
+
+def _block_variant(ref: TransformerBlock, x, mask, kind: str = "pre-LN"):
+    """The reference pre-LN block's forward pass written out, and the classic mistakes by name."""
+    attn = lambda h: ref.attn(h, mask=mask)[0]                   # noqa: E731
+    ln1, ln2, ffn = ref.ln1, ref.ln2, ref.ffn
+    if kind == "pre-LN":
+        h = x + attn(ln1(x))
+        return h + ffn(ln2(h))
+    if kind == "no attention residual":
+        h = attn(ln1(x))
+        return h + ffn(ln2(h))
+    if kind == "no ffn residual":
+        h = x + attn(ln1(x))
+        return ffn(ln2(h))
+    if kind == "no residuals":
+        return ffn(ln2(attn(ln1(x))))
+    if kind == "post-LN":
+        h = ln1(x + attn(x))
+        return ln2(h + ffn(h))
+    if kind == "norm after add":
+        h = ln1(x + attn(ln1(x)))
+        return ln2(h + ffn(ln2(h)))
+    if kind == "normalised skip":
+        h = ln1(x)
+        h = h + attn(h)
+        h2 = ln2(h)
+        return h2 + ffn(h2)
+    if kind == "ffn residual on input":
+        h = x + attn(ln1(x))
+        return x + ffn(ln2(h))
+    if kind == "ffn reads input":
+        h = x + attn(ln1(x))
+        return h + ffn(ln2(x))
+    if kind == "swapped norms":
+        h = x + attn(ln2(x))
+        return h + ffn(ln1(h))
+    if kind == "no mask":
+        return _block_variant(ref, x, None)
+    raise ValueError(f"unknown variant {kind!r}")
+
+
+_BLOCK_MISTAKES = {
+    "no attention residual": "the attention sub-layer has no residual connection: add its output to its input, "
+                             "x = x + self.attn(self.ln1(x), ...)[0].",
+    "no ffn residual": "the feed-forward sub-layer has no residual connection: x = x + self.ffn(self.ln2(x)).",
+    "no residuals": "both residual connections are missing: each sub-layer's output is added to its input, "
+                    "x = x + sublayer(norm(x)).",
+    "post-LN": "this is a post-LN block (LayerNorm after the residual add, as in the 2017 paper); the exercise "
+               "asks for pre-LN: x = x + attn(ln1(x)), then x = x + ffn(ln2(x)).",
+    "norm after add": "the LayerNorm is also applied after the residual add: in a pre-LN block only the "
+                      "sub-layer's input is normalised, the sum x + sublayer(ln(x)) is left as it is.",
+    "normalised skip": "the residual carries the normalised x (you overwrote x with ln1(x)): keep the "
+                       "un-normalised x for the skip, x = x + self.attn(self.ln1(x), ...)[0].",
+    "ffn residual on input": "the feed-forward residual is added to the block's input instead of the output of the "
+                             "attention sub-layer: h = x + attn(ln1(x)); return h + ffn(ln2(h)).",
+    "ffn reads input": "the feed-forward sub-layer reads the block's input instead of the output of the attention "
+                       "sub-layer: h = x + attn(ln1(x)); return h + ffn(ln2(h)).",
+    "swapped norms": "ln1 and ln2 are swapped: ln1 goes before the attention, ln2 before the feed-forward network.",
+    "no mask": "your block ignores `mask`: pass it on, self.attn(self.ln1(x), mask=mask).",
+}
+
+
+def check_transformer_block(cls) -> None:
+    """Check a pre-LN block ``cls(d_model, n_heads)`` with ``attn``, ``ln1``, ``ln2``, ``ffn`` (``fc1``, ``fc2``)
+    and ``forward(x, mask=None) -> (B, T, C)``.
+
+    The student's layers get the weights of a reference :class:`TransformerBlock`, then both run on the
+    same inputs (in eval mode, so dropout is off).
+    """
+    check = "check_transformer_block"
+    name = fn_name(cls)
+    cases = [(2, 5, 16, 4, None), (1, 6, 8, 2, "causal"), (3, 4, 12, 3, "padding"), (2, 3, 8, 1, None)]
+    g = torch.Generator().manual_seed(9)
+    for B, T, C, H, mask_kind in cases:
+        torch.manual_seed(C + H)
+        ref = TransformerBlock(C, H).double().eval()
+        with torch.no_grad():                                     # distinct LayerNorms, so swaps show up
+            for norm in (ref.ln1, ref.ln2):
+                norm.weight.uniform_(0.5, 1.5, generator=g)
+                norm.bias.uniform_(-0.5, 0.5, generator=g)
+        student = _build(check, cls, C, H)
+        _copy_parameters(check, name, ref, student)
+        x = 2 * torch.randn(B, T, C, generator=g, dtype=torch.float64) + 1
+        if mask_kind == "causal":
+            mask = torch.ones(T, T, dtype=torch.bool).tril()                       # (T, T)
+        elif mask_kind == "padding":
+            mask = (torch.arange(T) < torch.tensor([T, 2, 3])[:, None])[:, None, None, :]   # (B, 1, 1, T)
+        else:
+            mask = None
+        kwargs = {} if mask is None else {"mask": mask}
+        try:
+            out = call_student(check, student, x.clone(), **kwargs)
+        except CheckFailed as failure:
+            if "tuple" in failure.message:
+                raise CheckFailed(check, "self.attn(...) returns a pair (out, weights): add only `out` to the "
+                                         "residual, e.g. self.attn(self.ln1(x), mask=mask)[0].") from None
+            raise
+        where = f" (test: B={B}, T={T}, d_model={C}, n_heads={H}{f', {mask_kind} mask' if mask_kind else ''})"
+        with torch.no_grad():
+            tanh_ref = TransformerBlock(C, H, activation="gelu_tanh").double().eval()
+            tanh_ref.load_state_dict(ref.state_dict())
+            tanh_expected = _block_variant(tanh_ref, x, mask)
+            if isinstance(out, torch.Tensor) and out.shape == x.shape and torch.allclose(
+                    out.detach().double(), tanh_expected, atol=1e-5, rtol=1e-4):
+                continue                                          # an FFN with GPT-2's tanh GELU is fine too
+            kinds = [k for k in _BLOCK_MISTAKES if k != "no mask" or mask is not None]
+            expect_tensor_like(check, out, _block_variant(ref, x, mask), "the output (B, T, C)" + where,
+                               [(_BLOCK_MISTAKES[k] + where, _block_variant(ref, x, mask, k)) for k in kinds])
+    passed(check, len(cases))

@@ -1,0 +1,267 @@
+"""GPT: a decoder-only Transformer language model with exactly GPT-2's architecture (Part 2).
+
+Shapes: ``B`` batch, ``T`` positions, ``C`` width (``n_embd``), ``V`` vocabulary size.
+
+    x      = dropout(wte[idx] + wpe[0..T-1])              token + learned position embeddings
+    x      = n_layer pre-LayerNorm causal blocks          position t sees only 0..t
+    logits = ln_f(x) @ wte.weight.T                       the output head reuses the token embedding
+
+``from_pretrained`` loads Hugging Face GPT-2 checkpoints (``config.json`` + ``model.safetensors`` or
+``pytorch_model.bin``); the tests show the logits equal ``transformers``' own to 1e-5.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .transformer import TransformerBlock
+from .validation import describe, expect_ids_in_vocab, expect_tensor
+
+__all__ = ["GPTConfig", "GPT"]
+
+
+@dataclass
+class GPTConfig:
+    """GPT's hyper-parameters; the defaults are GPT-2 small (124M parameters)."""
+    vocab_size: int = 50257
+    block_size: int = 1024          # the longest context: number of learned positions
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    dropout: float = 0.1            # on the embeddings, the attention weights and each residual branch
+    bias: bool = True               # biases in the Linear layers and LayerNorms
+    layer_norm_eps: float = 1e-5
+
+    def __post_init__(self):
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"GPTConfig.{name} should be a positive integer, but got {describe(value)}.")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"GPTConfig.n_embd ({self.n_embd}) should be divisible by n_head ({self.n_head}) "
+                             "so that every head gets n_embd / n_head channels, but it is not.")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) \
+                or not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"GPTConfig.dropout should be a probability in [0, 1), but got {describe(self.dropout)}.")
+
+    @classmethod
+    def from_hf_config(cls, hf: dict) -> "GPTConfig":
+        """Read the dict of a Hugging Face GPT-2 ``config.json``; refuse options our GPT does not implement."""
+        if not isinstance(hf, dict):
+            raise TypeError(f"`from_hf_config` expects the dict of a config.json, but got {describe(hf)}.")
+        if hf.get("model_type", "gpt2") != "gpt2":
+            raise ValueError(f"Expected a GPT-2 config (model_type 'gpt2'), but got model_type {hf['model_type']!r}.")
+        required = ("vocab_size", "n_layer", "n_head", "n_embd")
+        absent = [key for key in required if key not in hf]
+        if absent or ("n_positions" not in hf and "n_ctx" not in hf):
+            raise ValueError(f"A GPT-2 config.json should have {', '.join(required)} and n_positions, "
+                             f"but {absent or ['n_positions']} are missing (it has {sorted(hf)}).")
+        unsupported = {
+            "activation_function": (hf.get("activation_function", "gelu_new") in ("gelu_new", "gelu_pytorch_tanh")),
+            "n_inner": hf.get("n_inner") in (None, 4 * hf["n_embd"]),
+            "scale_attn_weights": hf.get("scale_attn_weights", True) is True,
+            "scale_attn_by_inverse_layer_idx": not hf.get("scale_attn_by_inverse_layer_idx", False),
+            "add_cross_attention": not hf.get("add_cross_attention", False),
+        }
+        for key, ok in unsupported.items():
+            if not ok:
+                raise ValueError(f"This GPT implements plain GPT-2 only, but the config sets {key} = {hf[key]!r}.")
+        return cls(vocab_size=hf["vocab_size"], block_size=hf.get("n_positions", hf.get("n_ctx")),
+                   n_layer=hf["n_layer"], n_head=hf["n_head"], n_embd=hf["n_embd"],
+                   dropout=float(hf.get("resid_pdrop", 0.1)), bias=True,
+                   layer_norm_eps=float(hf.get("layer_norm_epsilon", 1e-5)))
+
+
+class GPT(nn.Module):
+    """GPT-2: token + position embeddings, ``n_layer`` causal pre-LN blocks, final LayerNorm, tied output head."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        if not isinstance(config, GPTConfig):
+            raise TypeError(f"`GPT` expects a GPTConfig, but got {describe(config)}.")
+        self.config = c = config
+        self.wte = nn.Embedding(c.vocab_size, c.n_embd)      # token embedding   (V, C)
+        self.wpe = nn.Embedding(c.block_size, c.n_embd)      # position embedding (block_size, C)
+        self.drop = nn.Dropout(c.dropout)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(c.n_embd, c.n_head, 4 * c.n_embd, dropout=c.dropout, norm_first=True, causal=True,
+                             activation="gelu_tanh", layer_norm_eps=c.layer_norm_eps, bias=c.bias)
+            for _ in range(c.n_layer)
+        )
+        self.ln_f = nn.LayerNorm(c.n_embd, eps=c.layer_norm_eps, bias=c.bias)
+        self.lm_head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight                # weight tying: one (V, C) tensor for both
+        self.apply(self._init_weights)
+        # GPT-2 scales the projections that write into the residual stream by 1/sqrt(2 * n_layer):
+        # each block adds two of them, so the residual stream's variance stays the same with depth.
+        for block in self.blocks:
+            for proj in (block.attn.out_proj, block.ffn.fc2):
+                nn.init.normal_(proj.weight, mean=0.0, std=0.02 / math.sqrt(2 * c.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+                kv_cache: list | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """idx (B, T) token ids -> (logits (B, T, V), loss or None).
+
+        ``targets`` (B, T) holds the id that should come *after* each position (the caller shifts:
+        ``targets[:, t] = idx[:, t + 1]``); positions with -100 are ignored by the cross-entropy.
+        ``kv_cache`` (from :meth:`new_kv_cache`) holds the keys/values of earlier positions, so only
+        the new tokens need to be fed; it is updated in place.
+        """
+        past = self._check_inputs(idx, targets, kv_cache)
+        B, T = idx.shape
+        positions = torch.arange(past, past + T, device=idx.device)  # (T,)
+        x = self.drop(self.wte(idx) + self.wpe(positions))           # (B, T, C) + (T, C)
+        for i, block in enumerate(self.blocks):
+            x = block(x) if kv_cache is None else block(x, kv_cache=kv_cache[i])   # (B, T, C)
+        logits = self.lm_head(self.ln_f(x))                          # (B, T, V)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(B * T), ignore_index=-100)
+        return logits, loss
+
+    def new_kv_cache(self) -> list:
+        """An empty key/value cache: one per block, to pass to ``forward(..., kv_cache=...)``."""
+        from .attention import KVCache
+        return [KVCache() for _ in self.blocks]
+
+    def _check_inputs(self, idx, targets, kv_cache) -> int:
+        """Validate the inputs; return how many positions the cache already holds."""
+        expect_tensor(idx, "idx", 2, "(B, T) of token ids")
+        expect_ids_in_vocab(idx, self.config.vocab_size, "idx")
+        if idx.shape[1] == 0:
+            raise ValueError(f"`idx` should hold at least one token per sequence, but got shape {tuple(idx.shape)}.")
+        past = 0
+        if kv_cache is not None:
+            if not isinstance(kv_cache, list) or len(kv_cache) != len(self.blocks):
+                raise ValueError(f"`kv_cache` should be the list of {len(self.blocks)} per-block caches made by "
+                                 f"`model.new_kv_cache()`, but got {describe(kv_cache)}.")
+            past = kv_cache[0].length
+        T, block_size = idx.shape[1], self.config.block_size
+        if past + T > block_size:
+            seen = f"{past} cached + {T} new = {past + T}" if past else f"T = {T}"
+            raise ValueError(f"The model has learned positions for at most block_size = {block_size} tokens, but "
+                             f"got {seen} (`idx` shape {tuple(idx.shape)}). Crop the context, e.g. "
+                             f"idx[:, -{block_size}:].")
+        if targets is not None:
+            expect_tensor(targets, "targets", 2, "(B, T) of next-token ids")
+            if targets.shape != idx.shape:
+                raise ValueError(f"`targets` should have the same shape as `idx` {tuple(idx.shape)}, "
+                                 f"but got shape {tuple(targets.shape)}.")
+            expect_ids_in_vocab(targets[targets != -100], self.config.vocab_size, "targets (other than -100)")
+        return past
+
+    def num_parameters(self, exclude_embeddings: bool = False) -> int:
+        """Number of parameters, counting the tied embedding/head once; optionally leave out the embeddings."""
+        n = sum(p.numel() for p in self.parameters())   # parameters() yields a shared tensor once
+        if exclude_embeddings:
+            n -= self.wte.weight.numel() + self.wpe.weight.numel()
+        return n
+
+    @classmethod
+    def from_pretrained(cls, path) -> "GPT":
+        """Load a Hugging Face GPT-2 checkpoint directory (config.json + model.safetensors or
+        pytorch_model.bin), e.g. one written by ``GPT2LMHeadModel.save_pretrained``. Returns it in eval mode."""
+        config, hf_state = _read_checkpoint(path)
+        model = cls(config)
+        model.load_state_dict(_convert_hf_state(hf_state, model, path), strict=True)
+        return model.eval()
+
+
+# --------------------------------------------------------------------------------------------------
+# Hugging Face GPT-2 checkpoints
+# --------------------------------------------------------------------------------------------------
+# GPT-2 uses `Conv1D` layers: Linear layers whose weight is stored transposed, (in, out) instead of
+# nn.Linear's (out, in). Its attention has one fused `c_attn` projection C -> 3C for q, k and v.
+
+_HF_LAYER = {                       # Hugging Face name inside `h.{i}.` -> ours inside `blocks.{i}.`
+    "ln_1": "ln1", "ln_2": "ln2", "attn.c_proj": "attn.out_proj",
+    "mlp.c_fc": "ffn.fc1", "mlp.c_proj": "ffn.fc2",
+}
+_HF_TOP = {"wte": "wte", "wpe": "wpe", "ln_f": "ln_f"}
+_CONV1D = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")   # weights stored (in, out)
+
+
+def _read_checkpoint(path) -> tuple[GPTConfig, dict[str, torch.Tensor]]:
+    """Read ``config.json`` and the weights (``model.safetensors`` or ``pytorch_model.bin``) of a directory."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"Expected a checkpoint directory with config.json and model.safetensors "
+                                f"(or pytorch_model.bin), but {str(path)!r} is not a directory.")
+    contents = sorted(p.name for p in path.iterdir())
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"Expected a config.json in {str(path)!r}, but it holds only {contents}.")
+    config = GPTConfig.from_hf_config(json.loads((path / "config.json").read_text()))
+    if (path / "model.safetensors").is_file():
+        from safetensors.torch import load_file
+        state = load_file(path / "model.safetensors")
+    elif (path / "pytorch_model.bin").is_file():
+        state = torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    else:
+        raise FileNotFoundError(f"Expected weights in {str(path)!r} as model.safetensors or pytorch_model.bin, "
+                                f"but the directory holds only {contents} (sharded checkpoints are not supported).")
+    return config, state
+
+
+def _convert_hf_state(hf_state: dict[str, torch.Tensor], model: GPT, path) -> dict[str, torch.Tensor]:
+    """Rename, transpose and split a Hugging Face GPT-2 state dict into ours, checking names and shapes."""
+    ours = model.state_dict()
+    converted, unexpected = {}, []
+    for hf_name, tensor in hf_state.items():
+        name = hf_name[len("transformer."):] if hf_name.startswith("transformer.") else hf_name
+        if name.endswith((".attn.bias", ".attn.masked_bias")):
+            continue                                          # causal-mask buffers, not weights
+        if name == "lm_head.weight":                          # a saved copy of the tied embedding
+            _check_tied_copy(tensor, hf_state)
+            continue
+        module, _, leaf = name.rpartition(".")                # "h.3.mlp.c_fc", "weight"
+        layer = re.fullmatch(r"h\.(\d+)\.(.+)", module)
+        if layer is None:
+            our_name = f"{_HF_TOP[module]}.{leaf}" if module in _HF_TOP else None
+        else:
+            i, sub = layer.groups()                           # "3", "mlp.c_fc"
+            if sub in _CONV1D and leaf == "weight":
+                tensor = tensor.t()                           # Conv1D (in, out) -> Linear (out, in)
+            if sub == "attn.c_attn":                          # fused (3C, C) / (3C,) -> q, k, v (C, C) / (C,)
+                for part, chunk in zip("qkv", tensor.chunk(3, dim=0)):
+                    converted[f"blocks.{i}.attn.{part}_proj.{leaf}"] = chunk.contiguous()
+                continue
+            our_name = f"blocks.{i}.{_HF_LAYER[sub]}.{leaf}" if sub in _HF_LAYER else None
+        if our_name is None:
+            unexpected.append(hf_name)
+        else:
+            converted[our_name] = tensor
+    mismatched = [f"{n} {tuple(t.shape)} (ours {tuple(ours[n].shape)})"
+                  for n, t in converted.items() if n in ours and t.shape != ours[n].shape]
+    unexpected += [n for n in converted if n not in ours]
+    missing = [n for n in ours if n not in converted and n != "lm_head.weight"]   # the head is tied
+    if mismatched:
+        raise ValueError(f"Checkpoint {str(path)!r} has weights whose shapes differ from this model's "
+                         f"(after transposing Conv1D weights):\n  " + "\n  ".join(mismatched))
+    if missing or unexpected:
+        raise ValueError(f"Checkpoint {str(path)!r} does not match GPT-2:\n"
+                         f"  missing (expected, not in the checkpoint): {missing}\n"
+                         f"  unexpected (in the checkpoint, not expected): {unexpected}")
+    converted["lm_head.weight"] = converted["wte.weight"]
+    return converted
+
+
+def _check_tied_copy(tensor: torch.Tensor, hf_state: dict[str, torch.Tensor]) -> None:
+    """A saved ``lm_head.weight`` must equal the token embedding, or tying them would change the model."""
+    wte = hf_state.get("transformer.wte.weight", hf_state.get("wte.weight"))
+    if wte is not None and not torch.equal(tensor, wte):
+        raise ValueError("The checkpoint's lm_head.weight differs from wte.weight, but GPT-2 ties them "
+                         "(the output head reuses the token embedding); this checkpoint is not a tied GPT-2.")
