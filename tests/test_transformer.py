@@ -2,6 +2,7 @@
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ptlm_course.attention import causal_mask, padding_mask
 from ptlm_course.transformer import FeedForward, TransformerBlock
@@ -81,10 +82,14 @@ def test_feed_forward_matches_torch_layers():
     ffn = FeedForward(8, 24, activation="gelu_tanh")
     assert ffn.fc1.weight.shape == (24, 8) and ffn.fc2.weight.shape == (8, 24)
     x = torch.randn(2, 5, 8)
-    expected = ffn.fc2(torch.nn.functional.gelu(ffn.fc1(x), approximate="tanh"))
+    expected = ffn.fc2(F.gelu(ffn.fc1(x), approximate="tanh"))
     torch.testing.assert_close(ffn(x), expected)
     assert FeedForward(8).d_ff == 32                                       # default 4 * d_model
     assert ffn(x[0, 0]).shape == (8,)                                      # any leading dims
+    dropped = FeedForward(8, 24, dropout=0.5)
+    assert not torch.allclose(dropped(x), dropped(x))                      # dropout on the hidden layer
+    dropped.eval()
+    torch.testing.assert_close(dropped(x), dropped.fc2(F.gelu(dropped.fc1(x))))
     relu = FeedForward(8, 24, activation="relu")
     assert (relu.fc1(x).relu() >= 0).all() and not torch.allclose(relu(x), relu.fc2(relu.fc1(x)))
 
