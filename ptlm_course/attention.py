@@ -16,7 +16,7 @@ from .validation import describe, expect_floating, expect_positive_int, expect_t
 
 __all__ = [
     "scaled_dot_product_attention", "causal_mask", "padding_mask",
-    "split_heads", "merge_heads", "MultiHeadAttention",
+    "split_heads", "merge_heads", "MultiHeadAttention", "KVCache",
 ]
 
 
@@ -111,6 +111,9 @@ class MultiHeadAttention(nn.Module):
 
     Self-attention when ``context`` is None; cross-attention (queries from ``x``, keys and values
     from ``context``) otherwise.
+
+    For fast generation, pass a :class:`KVCache` as ``kv_cache``: the keys and values of earlier
+    positions are kept there, so ``x`` only needs to hold the new positions.
     """
 
     def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True):
@@ -132,8 +135,13 @@ class MultiHeadAttention(nn.Module):
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None, causal: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: (B, T, C), context: (B, S, C) or None; returns out (B, T, C) and weights (B, H, T, S)."""
+                mask: torch.Tensor | None = None, causal: bool = False,
+                kv_cache: KVCache | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (B, T, C), context: (B, S, C) or None; returns out (B, T, C) and weights (B, H, T, S).
+
+        With a ``kv_cache`` holding S_past earlier positions (self-attention only), the keys and values
+        of ``x`` are appended to it and the queries attend over all S_past + T of them.
+        """
         expect_tensor(x, "x", 3, "(B, T, C)")
         expect_floating(x, "x")
         B, T, C = x.shape
@@ -148,22 +156,69 @@ class MultiHeadAttention(nn.Module):
                 raise ValueError(f"`context` should have shape (B, S, C) = ({B}, S, {C}) to match `x`, "
                                  f"but got shape {tuple(context.shape)}.")
         S = context.shape[1]
+        past = _check_kv_cache(kv_cache, context is x, B, self.n_heads)   # S_past, 0 without a cache
         if causal:
             if S != T:
                 raise ValueError(f"causal=True needs as many keys as queries, but got T = {T} queries "
                                  f"and S = {S} keys (cross-attention is usually not causal).")
             allowed = causal_mask(T, x.device)                   # (T, T)
-            mask = allowed if mask is None else _check_mask(mask, (B, self.n_heads, T, S)) & allowed
+            if past:                                             # the cached positions all come earlier
+                allowed = torch.cat([allowed.new_ones(T, past), allowed], dim=1)   # (T, S_past + T)
+            mask = allowed if mask is None else _check_mask(mask, (B, self.n_heads, T, past + S)) & allowed
 
         q = split_heads(self.q_proj(x), self.n_heads)          # (B, H, T, d)
         k = split_heads(self.k_proj(context), self.n_heads)    # (B, H, S, d)
         v = split_heads(self.v_proj(context), self.n_heads)    # (B, H, S, d)
+        if kv_cache is not None:
+            k, v = kv_cache.append(k, v)                       # (B, H, S_past + S, d)
         dropout_p = self.dropout if self.training else 0.0
         y, weights = scaled_dot_product_attention(q, k, v, mask=mask, dropout_p=dropout_p)  # (B, H, T, d)
         return self.out_proj(merge_heads(y)), weights          # (B, T, C), (B, H, T, S)
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, n_heads={self.n_heads}, head_dim={self.head_dim}, dropout={self.dropout}"
+
+
+class KVCache:
+    """The keys and values one self-attention layer has computed so far: ``k``, ``v`` (B, H, S_past, d).
+
+    During generation each step appends the new token's key and value instead of recomputing all of them.
+    """
+
+    def __init__(self):
+        self.k: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
+
+    @property
+    def length(self) -> int:
+        """S_past, the number of cached positions."""
+        return 0 if self.k is None else self.k.shape[2]
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Add k, v (B, H, T, d) after the cached positions; return all of them (B, H, S_past + T, d)."""
+        if self.k is None:
+            self.k, self.v = k, v
+        else:
+            self.k = torch.cat([self.k, k], dim=2)
+            self.v = torch.cat([self.v, v], dim=2)
+        return self.k, self.v
+
+    def __repr__(self) -> str:
+        return f"KVCache(length={self.length})"
+
+
+def _check_kv_cache(kv_cache, self_attention: bool, B: int, H: int) -> int:
+    """A cache only makes sense for self-attention, with the same batch and heads; returns S_past."""
+    if kv_cache is None:
+        return 0
+    if not isinstance(kv_cache, KVCache):
+        raise TypeError(f"`kv_cache` should be a KVCache, but got {describe(kv_cache)}.")
+    if not self_attention:
+        raise ValueError("`kv_cache` works with self-attention only, but `context` was given (cross-attention).")
+    if kv_cache.k is not None and kv_cache.k.shape[:2] != (B, H):
+        raise ValueError(f"The cache holds (B, H) = {tuple(kv_cache.k.shape[:2])} (keys of shape "
+                         f"{tuple(kv_cache.k.shape)}), but this call has (B, H) = ({B}, {H}).")
+    return kv_cache.length
 
 
 def _check_qkv(q, k, v) -> None:

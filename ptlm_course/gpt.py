@@ -6,6 +6,9 @@ Shapes: ``B`` batch, ``T`` positions, ``C`` width (``n_embd``), ``V`` vocabulary
     x      = n_layer pre-LayerNorm causal blocks          position t sees only 0..t
     logits = ln_f(x) @ wte.weight.T                       the output head reuses the token embedding
 
+For generation, ``cache = model.new_kv_cache()`` then ``model(new_ids, kv_cache=cache)`` feeds only the new
+tokens: each layer's ``attention.KVCache`` keeps the keys and values of the earlier ones.
+
 ``from_pretrained`` loads Hugging Face GPT-2 checkpoints (``config.json`` + ``model.safetensors`` or
 ``pytorch_model.bin``); the tests show the logits equal ``transformers``' own to 1e-5.
 """
@@ -21,6 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .attention import KVCache
 from .transformer import TransformerBlock
 from .validation import describe, expect_ids_in_vocab, expect_tensor
 
@@ -113,7 +117,7 @@ class GPT(nn.Module):
             nn.init.zeros_(module.bias)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
-                kv_cache: list | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                kv_cache: list[KVCache] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """idx (B, T) token ids -> (logits (B, T, V), loss or None).
 
         ``targets`` (B, T) holds the id that should come *after* each position (the caller shifts:
@@ -125,17 +129,17 @@ class GPT(nn.Module):
         B, T = idx.shape
         positions = torch.arange(past, past + T, device=idx.device)  # (T,)
         x = self.drop(self.wte(idx) + self.wpe(positions))           # (B, T, C) + (T, C)
-        for i, block in enumerate(self.blocks):
-            x = block(x) if kv_cache is None else block(x, kv_cache=kv_cache[i])   # (B, T, C)
+        caches = [None] * len(self.blocks) if kv_cache is None else kv_cache
+        for block, cache in zip(self.blocks, caches):
+            x = block(x, kv_cache=cache)                             # (B, T, C)
         logits = self.lm_head(self.ln_f(x))                          # (B, T, V)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(B * T), ignore_index=-100)
         return logits, loss
 
-    def new_kv_cache(self) -> list:
+    def new_kv_cache(self) -> list[KVCache]:
         """An empty key/value cache: one per block, to pass to ``forward(..., kv_cache=...)``."""
-        from .attention import KVCache
         return [KVCache() for _ in self.blocks]
 
     def _check_inputs(self, idx, targets, kv_cache) -> int:

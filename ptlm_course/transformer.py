@@ -78,7 +78,9 @@ class TransformerBlock(nn.Module):
     attention (on the weights), inside the feed-forward network (on the hidden layer) and on each
     residual branch before it is added, as in ``torch.nn.TransformerEncoderLayer``.
 
-    After each call, ``attn_weights`` holds the attention weights (B, H, T, T), detached, for plotting.
+    After each call, ``attn_weights`` holds the attention weights (B, H, T, S), detached, for plotting
+    (S = T, or S_past + T with a cache).
+    ``kv_cache`` (an ``attention.KVCache``) is passed on to the self-attention for fast generation.
     """
 
     def __init__(self, d_model: int, n_heads: int, d_ff: int | None = None, dropout: float = 0.0,
@@ -95,21 +97,21 @@ class TransformerBlock(nn.Module):
         self.dropout2 = nn.Dropout(dropout)   # on the feed-forward branch
         self.attn_weights: torch.Tensor | None = None
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, kv_cache=None) -> torch.Tensor:
         """x: (B, T, C); mask: bool, True = may attend, e.g. ``padding_mask(...)`` (B, 1, 1, T). -> (B, T, C)."""
         expect_tensor(x, "x", 3, "(B, T, C)")
         expect_floating(x, "x")
         expect_size(x, "x", -1, self.d_model, "d_model")
         if self.norm_first:
-            x = x + self.dropout1(self._self_attention(self.ln1(x), mask))   # (B, T, C)
+            x = x + self.dropout1(self._self_attention(self.ln1(x), mask, kv_cache))   # (B, T, C)
             x = x + self.dropout2(self.ffn(self.ln2(x)))                     # (B, T, C)
         else:
-            x = self.ln1(x + self.dropout1(self._self_attention(x, mask)))
+            x = self.ln1(x + self.dropout1(self._self_attention(x, mask, kv_cache)))
             x = self.ln2(x + self.dropout2(self.ffn(x)))
         return x
 
-    def _self_attention(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        out, weights = self.attn(x, mask=mask, causal=self.causal)   # (B, T, C), (B, H, T, T)
+    def _self_attention(self, x: torch.Tensor, mask: torch.Tensor | None, kv_cache=None) -> torch.Tensor:
+        out, weights = self.attn(x, mask=mask, causal=self.causal, kv_cache=kv_cache)   # (B, T, C), (B, H, T, S)
         self.attn_weights = weights.detach()
         return out
 

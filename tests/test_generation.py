@@ -1,5 +1,4 @@
 """Generation: filters on hand-checked logits, greedy = argmax, cache = no cache, same tokens as transformers."""
-import math
 import os
 
 import pytest

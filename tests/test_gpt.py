@@ -210,3 +210,18 @@ def test_kv_cache_gives_the_same_logits(checkpoint):
         model(x[:, :1], kv_cache=cache[:1])
     with pytest.raises(ValueError, match=r"\(B, H\) = \(2, 4\).*\(1, 4\)"):
         model(x[:1, :1], kv_cache=cache)
+
+
+def test_kv_cache_errors_in_attention():
+    from ptlm_course.attention import KVCache, MultiHeadAttention
+    attn = MultiHeadAttention(8, 2)
+    x = torch.randn(1, 3, 8)
+    with pytest.raises(TypeError, match="`kv_cache` should be a KVCache, but got list"):
+        attn(x, causal=True, kv_cache=[])
+    with pytest.raises(ValueError, match="self-attention only"):
+        attn(x, context=torch.randn(1, 4, 8), kv_cache=KVCache())
+    out, weights = attn(x, causal=True, kv_cache=(cache := KVCache()))
+    assert cache.length == 3 and weights.shape == (1, 2, 3, 3)
+    out, weights = attn(torch.randn(1, 1, 8), causal=True, kv_cache=cache)
+    assert cache.length == 4 and weights.shape == (1, 2, 1, 4)     # the new query sees all 4 positions
+    assert torch.all(weights > 0)
