@@ -16,7 +16,7 @@ from .validation import describe, expect_floating, expect_positive_int, expect_t
 
 __all__ = [
     "scaled_dot_product_attention", "causal_mask", "padding_mask",
-    "split_heads", "merge_heads", "MultiHeadAttention", "KVCache",
+    "split_heads", "merge_heads", "MultiHeadAttention", "KVCache", "use_fused_attention",
 ]
 
 
@@ -114,9 +114,14 @@ class MultiHeadAttention(nn.Module):
 
     For fast generation, pass a :class:`KVCache` as ``kv_cache``: the keys and values of earlier
     positions are kept there, so ``x`` only needs to hold the new positions.
+
+    ``fused=True`` (or setting ``module.fused = True`` later, e.g. with :func:`use_fused_attention`)
+    calls PyTorch's ``F.scaled_dot_product_attention`` instead of our readable function: same outputs,
+    faster, but the weights are never materialised, so ``forward`` returns ``None`` for them.
     """
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True):
+    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True,
+                 fused: bool = False):
         super().__init__()
         expect_positive_int(d_model, "d_model")
         expect_positive_int(n_heads, "n_heads")
@@ -128,7 +133,7 @@ class MultiHeadAttention(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"`dropout` should be a probability in [0, 1), but got {describe(dropout)}.")
         self.d_model, self.n_heads, self.head_dim = d_model, n_heads, d_model // n_heads
-        self.dropout = dropout
+        self.dropout, self.fused = dropout, bool(fused)
         self.q_proj = nn.Linear(d_model, d_model, bias=bias)
         self.k_proj = nn.Linear(d_model, d_model, bias=bias)
         self.v_proj = nn.Linear(d_model, d_model, bias=bias)
@@ -136,11 +141,12 @@ class MultiHeadAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
                 mask: torch.Tensor | None = None, causal: bool = False,
-                kv_cache: KVCache | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                kv_cache: KVCache | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x: (B, T, C), context: (B, S, C) or None; returns out (B, T, C) and weights (B, H, T, S).
 
         With a ``kv_cache`` holding S_past earlier positions (self-attention only), the keys and values
         of ``x`` are appended to it and the queries attend over all S_past + T of them.
+        With ``self.fused`` the weights are not computed and None is returned in their place.
         """
         expect_tensor(x, "x", 3, "(B, T, C)")
         expect_floating(x, "x")
@@ -172,11 +178,30 @@ class MultiHeadAttention(nn.Module):
         if kv_cache is not None:
             k, v = kv_cache.append(k, v)                       # (B, H, S_past + S, d)
         dropout_p = self.dropout if self.training else 0.0
-        y, weights = scaled_dot_product_attention(q, k, v, mask=mask, dropout_p=dropout_p)  # (B, H, T, d)
+        if self.fused:                                         # PyTorch's kernel: no weights to return
+            only_causal = causal and not past and mask is allowed      # lets the kernel skip masked blocks
+            if mask is not None:
+                _check_mask(mask, (B, self.n_heads, T, k.shape[2]))    # as the readable path does
+            y, weights = F.scaled_dot_product_attention(q, k, v, attn_mask=None if only_causal else mask,
+                                                        dropout_p=dropout_p, is_causal=only_causal), None
+        else:
+            y, weights = scaled_dot_product_attention(q, k, v, mask=mask, dropout_p=dropout_p)  # (B, H, T, d)
         return self.out_proj(merge_heads(y)), weights          # (B, T, C), (B, H, T, S)
 
     def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, n_heads={self.n_heads}, head_dim={self.head_dim}, dropout={self.dropout}"
+        return (f"d_model={self.d_model}, n_heads={self.n_heads}, head_dim={self.head_dim}, dropout={self.dropout}"
+                + (", fused=True" if self.fused else ""))
+
+
+def use_fused_attention(model: nn.Module, fused: bool = True) -> nn.Module:
+    """Switch every :class:`MultiHeadAttention` inside ``model`` to PyTorch's fused kernel (or back).
+
+    Faster training; the attention weights are then not available (``TransformerBlock.attn_weights`` is None).
+    """
+    for module in model.modules():
+        if isinstance(module, MultiHeadAttention):
+            module.fused = bool(fused)
+    return model
 
 
 class KVCache:

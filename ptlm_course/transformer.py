@@ -79,7 +79,7 @@ class TransformerBlock(nn.Module):
     residual branch before it is added, as in ``torch.nn.TransformerEncoderLayer``.
 
     After each call, ``attn_weights`` holds the attention weights (B, H, T, S), detached, for plotting
-    (S = T, or S_past + T with a cache).
+    (S = T, or S_past + T with a cache); None when the attention is fused (``attn.fused``).
     ``kv_cache`` (an ``attention.KVCache``) is passed on to the self-attention for fast generation.
     """
 
@@ -112,7 +112,7 @@ class TransformerBlock(nn.Module):
 
     def _self_attention(self, x: torch.Tensor, mask: torch.Tensor | None, kv_cache=None) -> torch.Tensor:
         out, weights = self.attn(x, mask=mask, causal=self.causal, kv_cache=kv_cache)   # (B, T, C), (B, H, T, S)
-        self.attn_weights = weights.detach()
+        self.attn_weights = None if weights is None else weights.detach()
         return out
 
     def extra_repr(self) -> str:
