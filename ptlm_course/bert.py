@@ -13,9 +13,7 @@ Shapes: ``B`` batch, ``T`` positions, ``C`` hidden size, ``V`` vocabulary size.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -23,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .attention import padding_mask
+from .hf_checkpoint import read_hf_checkpoint
 from .transformer import TransformerBlock
 from .validation import describe, expect_ids_in_vocab, expect_tensor
 
@@ -381,22 +380,7 @@ def _hf_to_ours(hf_name: str) -> str | None:
 
 def _read_checkpoint(path) -> tuple[BertConfig, dict[str, torch.Tensor], dict]:
     """Read ``config.json`` and the weights (``model.safetensors`` or ``pytorch_model.bin``) of a directory."""
-    path = Path(path)
-    if not path.is_dir():
-        raise FileNotFoundError(f"Expected a checkpoint directory with config.json and model.safetensors "
-                                f"(or pytorch_model.bin), but {str(path)!r} is not a directory.")
-    contents = sorted(p.name for p in path.iterdir())
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"Expected a config.json in {str(path)!r}, but it holds only {contents}.")
-    hf = json.loads((path / "config.json").read_text())
-    if (path / "model.safetensors").is_file():
-        from safetensors.torch import load_file
-        state = load_file(path / "model.safetensors")
-    elif (path / "pytorch_model.bin").is_file():
-        state = torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
-    else:
-        raise FileNotFoundError(f"Expected weights in {str(path)!r} as model.safetensors or pytorch_model.bin, "
-                                f"but the directory holds only {contents} (sharded checkpoints are not supported).")
+    hf, state = read_hf_checkpoint(path)
     return BertConfig.from_hf_config(hf), state, hf
 
 

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 
 GENRES = ("comedies", "histories", "problems", "roman", "romances", "tragedies")
 SENTIMENT_SOURCES = ("imdb", "rotten_tomatoes")

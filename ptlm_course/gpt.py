@@ -14,17 +14,16 @@ tokens: each layer's ``attention.KVCache`` keeps the keys and values of the earl
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .attention import KVCache
+from .hf_checkpoint import read_hf_checkpoint
 from .transformer import TransformerBlock
 from .validation import describe, expect_ids_in_vocab, expect_tensor
 
@@ -201,23 +200,8 @@ _CONV1D = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")   # weights s
 
 def _read_checkpoint(path) -> tuple[GPTConfig, dict[str, torch.Tensor]]:
     """Read ``config.json`` and the weights (``model.safetensors`` or ``pytorch_model.bin``) of a directory."""
-    path = Path(path)
-    if not path.is_dir():
-        raise FileNotFoundError(f"Expected a checkpoint directory with config.json and model.safetensors "
-                                f"(or pytorch_model.bin), but {str(path)!r} is not a directory.")
-    contents = sorted(p.name for p in path.iterdir())
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"Expected a config.json in {str(path)!r}, but it holds only {contents}.")
-    config = GPTConfig.from_hf_config(json.loads((path / "config.json").read_text()))
-    if (path / "model.safetensors").is_file():
-        from safetensors.torch import load_file
-        state = load_file(path / "model.safetensors")
-    elif (path / "pytorch_model.bin").is_file():
-        state = torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
-    else:
-        raise FileNotFoundError(f"Expected weights in {str(path)!r} as model.safetensors or pytorch_model.bin, "
-                                f"but the directory holds only {contents} (sharded checkpoints are not supported).")
-    return config, state
+    hf, state = read_hf_checkpoint(path)
+    return GPTConfig.from_hf_config(hf), state
 
 
 def _convert_hf_state(hf_state: dict[str, torch.Tensor], model: GPT, path) -> dict[str, torch.Tensor]:

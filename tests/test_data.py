@@ -5,7 +5,7 @@ from collections import Counter
 import pytest
 
 from ptlm_course import data
-from ptlm_course.data import (GENRES, Example, Play, load_play, load_sentiment, load_shakespeare, parse_play,
+from ptlm_course.data import (Example, load_play, load_sentiment, load_shakespeare, parse_play,
                               sentiment_splits, shakespeare_text, split_text, train_val_split_plays)
 
 GENRE_COUNTS = {"comedies": 8, "histories": 11, "problems": 5, "roman": 4, "romances": 4, "tragedies": 6}
