@@ -177,14 +177,11 @@ class BERT(nn.Module):
 
 def _bert_block(config: BertConfig) -> TransformerBlock:
     """A post-LayerNorm encoder block with BERT's dropout placement."""
-    block = TransformerBlock(config.hidden_size, config.num_heads, d_ff=config.intermediate_size,
-                             dropout=config.dropout, norm_first=False, causal=False, activation="gelu",
-                             layer_norm_eps=config.layer_norm_eps)
-    # BERT drops out the attention weights with its own probability, and has no dropout between
-    # the two feed-forward layers (only on the feed-forward output, which TransformerBlock does).
-    block.attn.dropout = config.attention_dropout
-    block.ffn.dropout = nn.Identity()
-    return block
+    # BERT drops out the attention weights with their own probability, and has no dropout between
+    # the two feed-forward layers (only on the feed-forward output, as on the attention output).
+    return TransformerBlock(config.hidden_size, config.num_heads, d_ff=config.intermediate_size,
+                            dropout=config.dropout, attention_dropout=config.attention_dropout, ffn_dropout=0.0,
+                            norm_first=False, causal=False, activation="gelu", layer_norm_eps=config.layer_norm_eps)
 
 
 def _init_weights(module: nn.Module, std: float) -> None:

@@ -94,8 +94,9 @@ class GPT(nn.Module):
         self.wpe = nn.Embedding(c.block_size, c.n_embd)      # position embedding (block_size, C)
         self.drop = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(
-            TransformerBlock(c.n_embd, c.n_head, 4 * c.n_embd, dropout=c.dropout, norm_first=True, causal=True,
-                             activation="gelu_tanh", layer_norm_eps=c.layer_norm_eps, bias=c.bias)
+            TransformerBlock(c.n_embd, c.n_head, 4 * c.n_embd, dropout=c.dropout, ffn_dropout=0.0,  # as GPT-2
+                             norm_first=True, causal=True, activation="gelu_tanh",
+                             layer_norm_eps=c.layer_norm_eps, bias=c.bias)
             for _ in range(c.n_layer)
         )
         self.ln_f = nn.LayerNorm(c.n_embd, eps=c.layer_norm_eps, bias=c.bias)

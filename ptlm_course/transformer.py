@@ -76,7 +76,9 @@ class TransformerBlock(nn.Module):
     ``causal=False`` gives an encoder block (every position sees every other, as in BERT);
     ``causal=True`` a decoder block (position t sees 0..t, as in GPT). Dropout is applied inside the
     attention (on the weights), inside the feed-forward network (on the hidden layer) and on each
-    residual branch before it is added, as in ``torch.nn.TransformerEncoderLayer``.
+    residual branch before it is added, as in ``torch.nn.TransformerEncoderLayer``. ``dropout`` sets all
+    three; ``attention_dropout`` and ``ffn_dropout`` override the first two (GPT-2 and BERT use
+    ``ffn_dropout=0.0``: they drop out only the feed-forward output).
 
     After each call, ``attn_weights`` holds the attention weights (B, H, T, S), detached, for plotting
     (S = T, or S_past + T with a cache); None when the attention is fused (``attn.fused``).
@@ -85,13 +87,16 @@ class TransformerBlock(nn.Module):
 
     def __init__(self, d_model: int, n_heads: int, d_ff: int | None = None, dropout: float = 0.0,
                  norm_first: bool = True, causal: bool = False, activation: str = "gelu",
-                 layer_norm_eps: float = 1e-5, bias: bool = True):
+                 layer_norm_eps: float = 1e-5, bias: bool = True,
+                 attention_dropout: float | None = None, ffn_dropout: float | None = None):
         super().__init__()
         dropout = _expect_probability(dropout, "dropout")
+        attention_dropout = dropout if attention_dropout is None else _expect_probability(attention_dropout, "attention_dropout")
+        ffn_dropout = dropout if ffn_dropout is None else _expect_probability(ffn_dropout, "ffn_dropout")
         self.d_model, self.norm_first, self.causal = d_model, bool(norm_first), bool(causal)
-        self.attn = MultiHeadAttention(d_model, n_heads, dropout=dropout, bias=bias)
+        self.attn = MultiHeadAttention(d_model, n_heads, dropout=attention_dropout, bias=bias)
         self.ln1 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
-        self.ffn = FeedForward(d_model, d_ff, dropout=dropout, activation=activation, bias=bias)
+        self.ffn = FeedForward(d_model, d_ff, dropout=ffn_dropout, activation=activation, bias=bias)
         self.ln2 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
         self.dropout1 = nn.Dropout(dropout)   # on the attention branch
         self.dropout2 = nn.Dropout(dropout)   # on the feed-forward branch

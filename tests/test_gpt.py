@@ -225,3 +225,12 @@ def test_kv_cache_errors_in_attention():
     out, weights = attn(torch.randn(1, 1, 8), causal=True, kv_cache=cache)
     assert cache.length == 4 and weights.shape == (1, 2, 1, 4)     # the new query sees all 4 positions
     assert torch.all(weights > 0)
+
+
+def test_gpt2_dropout_placement():
+    from ptlm_course.gpt import GPT, GPTConfig
+
+    model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8, dropout=0.1))
+    block = model.blocks[0]
+    assert block.attn.dropout == block.dropout1.p == block.dropout2.p == 0.1
+    assert block.ffn.dropout.p == 0.0                              # GPT-2's MLP has no inner dropout

@@ -197,3 +197,13 @@ def test_wrong_masks_and_settings_say_what_was_expected():
         TransformerBlock(16, 4, dropout=1.5)
     with pytest.raises(ValueError, match=r"d_ff.*positive integer.*-4"):
         FeedForward(16, d_ff=-4)
+
+
+def test_separate_dropout_rates():
+    block = TransformerBlock(16, 2, dropout=0.1, attention_dropout=0.2, ffn_dropout=0.0)
+    assert block.attn.dropout == 0.2 and block.ffn.dropout.p == 0.0
+    assert block.dropout1.p == block.dropout2.p == 0.1
+    default = TransformerBlock(16, 2, dropout=0.3)                 # one rate everywhere, as in torch's layer
+    assert default.attn.dropout == default.ffn.dropout.p == default.dropout1.p == 0.3
+    with pytest.raises(ValueError, match=r"`ffn_dropout` should be a probability in \[0, 1\), but got float 1.5"):
+        TransformerBlock(16, 2, ffn_dropout=1.5)
