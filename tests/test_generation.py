@@ -5,19 +5,10 @@ import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-transformers = pytest.importorskip("transformers")
 
 from ptlm_course.generation import apply_temperature, generate, sample_next, top_k_filter, top_p_filter  # noqa: E402
 from ptlm_course.gpt import GPT  # noqa: E402
 
-TINY = dict(vocab_size=61, n_positions=24, n_embd=32, n_layer=2, n_head=4,
-            bos_token_id=None, eos_token_id=None, pad_token_id=None, initializer_range=0.3)  # varied tokens
-
-
-@pytest.fixture(scope="module")
-def hf_model():
-    torch.manual_seed(0)
-    return transformers.GPT2LMHeadModel(transformers.GPT2Config(**TINY)).eval()
 
 
 @pytest.fixture(scope="module")
