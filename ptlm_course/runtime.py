@@ -5,6 +5,7 @@ import os
 import platform
 import random
 import sys
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
@@ -55,6 +56,21 @@ def get_device(prefer: str | None = None) -> torch.device:
                   "get_device('cpu').")
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def cache_dir(create: bool = True) -> Path:
+    """Where the course keeps what it computes once and reuses (e.g. the Part 2 pretrained models).
+
+    ``PTLM_CACHE_DIR`` if set, else ``~/.cache/ptlm-course``. Deleting it is always safe.
+    """
+    path = Path(os.environ.get("PTLM_CACHE_DIR") or Path.home() / ".cache" / "ptlm-course").expanduser()
+    if create:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise OSError(f"The course cache folder {str(path)!r} cannot be created ({error}); set "
+                          "PTLM_CACHE_DIR to a folder you can write to.") from error
+    return path
 
 
 def seed_everything(seed: int = 0) -> torch.Generator:

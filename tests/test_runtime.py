@@ -1,4 +1,5 @@
 """Budget knob, device choice, seeding and the friendly validation helpers."""
+from pathlib import Path
 import pytest
 import torch
 
@@ -99,3 +100,22 @@ def test_check_core_explains():
     with pytest.raises(CheckFailed, match=r"should be \[1, 2\], but it is \[2, 1\]"):
         expect_equal("check_demo", [2, 1], [1, 2], "the list")
     assert CheckFailed("check_demo", "oops")._render_traceback_() == ["❌ check_demo failed: oops"]
+
+
+def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
+    from ptlm_course.runtime import cache_dir
+
+    monkeypatch.setenv("PTLM_CACHE_DIR", str(tmp_path / "cache"))
+    assert cache_dir() == tmp_path / "cache" and (tmp_path / "cache").is_dir()
+    monkeypatch.delenv("PTLM_CACHE_DIR")
+    assert cache_dir(create=False) == Path.home() / ".cache" / "ptlm-course"
+
+
+def test_unwritable_cache_dir_is_explained(monkeypatch, tmp_path):
+    from ptlm_course.runtime import cache_dir
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("PTLM_CACHE_DIR", str(blocker / "cache"))
+    with pytest.raises(OSError, match="PTLM_CACHE_DIR"):
+        cache_dir()
