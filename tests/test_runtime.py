@@ -1,5 +1,6 @@
 """Budget knob, device choice, seeding and the friendly validation helpers."""
 from pathlib import Path
+
 import pytest
 import torch
 
