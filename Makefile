@@ -7,11 +7,14 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test install exercises notebooks solutions clean help
+.PHONY: lab test test-browser doctor install exercises notebooks solutions clean help
 
 help:
 	@echo "make lab        create .venv, install everything, open the course in JupyterLab"
 	@echo "make test       create .venv, install everything, run every test (unit tests + notebooks)"
+	@echo "                (+ the browser tests in tests/browser when /usr/bin/chromium exists)"
+	@echo "make test-browser  only the browser tests: JupyterLab in headless Chromium, every widget"
+	@echo "make doctor     check this environment and say what to fix"
 	@echo "make exercises  regenerate exercises/ from solutions/"
 	@echo "make notebooks  re-execute notebooks/ with the full budget and store their outputs"
 	@echo "make solutions  re-execute solutions/ and store their outputs"
@@ -33,6 +36,12 @@ lab: install
 test: install
 	PTLM_BUDGET=small $(BIN)/python -m pytest
 
+test-browser: install
+	PTLM_BUDGET=small $(BIN)/python -m pytest tests/browser -m browser -rs
+
+doctor: install
+	$(BIN)/python -m ptlm_course doctor
+
 exercises: install
 	$(BIN)/python -m ptlm_course.exercises solutions exercises
 
@@ -43,4 +52,4 @@ solutions: install
 	PTLM_BUDGET=full $(BIN)/python tools/execute_notebooks.py solutions/*.ipynb
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache test-artifacts
