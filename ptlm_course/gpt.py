@@ -23,11 +23,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .attention import KVCache
+from .bert import ClassificationOutput, _expect_labels
 from .hf_checkpoint import read_hf_checkpoint
 from .transformer import TransformerBlock
 from .validation import describe, expect_ids_in_vocab, expect_tensor
 
-__all__ = ["GPTConfig", "GPT"]
+__all__ = ["GPTConfig", "GPT", "GPTForSequenceClassification"]
 
 
 @dataclass
@@ -184,6 +185,15 @@ class GPT(nn.Module):
         model.load_state_dict(_convert_hf_state(hf_state, model, path), strict=True)
         return model.eval()
 
+    def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
+        """idx (B, T) -> the final hidden states ln_f(x) (B, T, C): what the LM head reads (used by classifiers)."""
+        self._check_inputs(idx, None, None)
+        positions = torch.arange(idx.shape[1], device=idx.device)   # (T,)
+        x = self.drop(self.wte(idx) + self.wpe(positions))           # (B, T, C)
+        for block in self.blocks:
+            x = block(x)                                             # (B, T, C)
+        return self.ln_f(x)                                          # (B, T, C)
+
 
 # --------------------------------------------------------------------------------------------------
 # Hugging Face GPT-2 checkpoints
@@ -254,3 +264,76 @@ def _check_tied_copy(tensor: torch.Tensor, hf_state: dict[str, torch.Tensor]) ->
     if wte is not None and not torch.equal(tensor, wte):
         raise ValueError("The checkpoint's lm_head.weight differs from wte.weight, but GPT-2 ties them "
                          "(the output head reuses the token embedding); this checkpoint is not a tied GPT-2.")
+
+
+# --------------------------------------------------------------------------------------------------
+# Sequence classification (Part 3)
+# --------------------------------------------------------------------------------------------------
+
+class GPTForSequenceClassification(nn.Module):
+    """GPT + dropout + a linear classifier on the hidden state of the *last real token*.
+
+    GPT is causal: only the last token has seen the whole text, so it plays the role of BERT's [CLS].
+    Pad on the right: the last real token is found from ``attention_mask`` (1 = real token) if given,
+    else from ``pad_id`` (the last position whose id differs from it), else it is position T - 1.
+    Padding on the right changes nothing before it (causal attention), so extra padding leaves the logits
+    as they are.
+    """
+
+    def __init__(self, config: GPTConfig, num_labels: int = 2, pad_id: int | None = None):
+        super().__init__()
+        if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels <= 0:
+            raise ValueError(f"`num_labels` should be a positive integer, but got {describe(num_labels)}.")
+        if pad_id is not None and (isinstance(pad_id, bool) or not isinstance(pad_id, int)
+                                   or not 0 <= pad_id < config.vocab_size):
+            raise ValueError(f"`pad_id` should be None or a token id in [0, {config.vocab_size - 1}], "
+                             f"but got {describe(pad_id)}.")
+        self.config, self.num_labels, self.pad_id = config, num_labels, pad_id
+        self.gpt = GPT(config)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.n_embd, num_labels)
+        GPT._init_weights(self.classifier)
+
+    def last_token_index(self, idx: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B,) the position of each sequence's last real token."""
+        B, T = idx.shape
+        positions = torch.arange(T, device=idx.device).expand(B, T)             # (B, T)
+        if attention_mask is not None:
+            if not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != idx.shape:
+                raise ValueError(f"`attention_mask` should have the shape of idx (B, T) = {(B, T)}, "
+                                 f"but got {describe(attention_mask)}.")
+            real = attention_mask.bool()                                         # (B, T)
+            lengths = real.sum(dim=1)                                            # (B,)
+            if (lengths == 0).any():
+                raise ValueError("Every sequence needs at least one real token, but attention_mask has a row "
+                                 "of zeros.")
+            if not torch.equal(real, positions < lengths[:, None]):
+                raise ValueError("GPTForSequenceClassification expects padding on the right (attention_mask "
+                                 "rows like 1 1 1 0 0), but got padding elsewhere, e.g. on the left.")
+            return lengths - 1
+        if self.pad_id is not None:
+            real = idx != self.pad_id                                            # (B, T)
+            return torch.where(real, positions, -1).amax(dim=1).clamp(min=0)     # all padding: position 0
+        return torch.full((B,), T - 1, device=idx.device)
+
+    def forward(self, idx: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None) -> ClassificationOutput:
+        """idx (B, T) token ids, padded on the right -> ClassificationOutput(logits (B, num_labels), loss)."""
+        h = self.gpt.hidden_states(idx)                                          # (B, T, C)
+        last = self.last_token_index(idx, attention_mask)                        # (B,)
+        features = h[torch.arange(idx.shape[0], device=idx.device), last]        # (B, C)
+        logits = self.classifier(self.dropout(features))                         # (B, num_labels)
+        loss = None
+        if labels is not None:
+            _expect_labels(labels, (idx.shape[0],), "labels", self.num_labels, "(B,)")
+            loss = F.cross_entropy(logits, labels)
+        return ClassificationOutput(logits, loss)
+
+    @classmethod
+    def from_gpt(cls, gpt: GPT, num_labels: int = 2, pad_id: int | None = None) -> "GPTForSequenceClassification":
+        """A classifier whose body is a copy of the (pretrained) ``gpt``; the new head starts random."""
+        if not isinstance(gpt, GPT):
+            raise TypeError(f"`from_gpt` expects a GPT model, but got {describe(gpt)}.")
+        model = cls(gpt.config, num_labels, pad_id)
+        model.gpt.load_state_dict(gpt.state_dict())
+        return model.to(gpt.wte.weight.device)

@@ -1,6 +1,7 @@
-"""Numbers to judge a language model by: perplexity, masked-LM accuracy and classification accuracy.
+"""Numbers to judge a language model by: perplexity, masked-LM accuracy, and for classifiers accuracy,
+the confusion matrix, precision, recall and F1 (scikit-learn's definitions; 0/0 counts as 0.0).
 
-Shapes: ``B`` batch, ``T`` positions, ``V`` vocabulary size, ``K`` number of classes.
+Shapes: ``B`` batch, ``T`` positions, ``V`` vocabulary size, ``K`` number of classes, ``N`` examples.
 """
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import torch
 
 from .validation import describe, expect_floating, expect_tensor
 
-__all__ = ["perplexity", "masked_accuracy", "accuracy"]
+__all__ = [
+    "perplexity", "masked_accuracy", "accuracy", "confusion_matrix", "precision_recall_f1",
+    "classification_report", "format_report", "plot_confusion_matrix",
+]
 
 
 def perplexity(mean_loss) -> float:
@@ -64,3 +68,146 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     if labels.numel() == 0:
         raise ValueError("`labels` is empty: there is nothing to score.")
     return (logits.argmax(dim=-1) == labels).float().mean().item()
+
+
+# --------------------------------------------------------------------------------------------------
+# Classification: confusion matrix, precision, recall, F1
+# --------------------------------------------------------------------------------------------------
+
+def _as_class_ids(x, name: str, num_classes: int) -> torch.Tensor:
+    """A list or tensor of class ids -> a flat long tensor, checked to lie in [0, num_classes)."""
+    if not isinstance(x, torch.Tensor):
+        try:
+            x = torch.as_tensor(x)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"`{name}` should be a tensor or list of class ids, but got {describe(x)}.") from None
+        if x.numel() == 0:
+            x = x.long()                                                     # [] reads as float
+    if x.is_floating_point() or x.dtype == torch.bool or x.is_complex():
+        raise TypeError(f"`{name}` should hold integer class ids, but its dtype is {x.dtype} "
+                        "(for logits, pass logits.argmax(-1)).")
+    if x.dim() != 1:
+        raise ValueError(f"`{name}` should be one class id per example (N,), but got shape {tuple(x.shape)}.")
+    if x.numel() and (x.min() < 0 or x.max() >= num_classes):
+        bad = x[(x < 0) | (x >= num_classes)]
+        raise ValueError(f"`{name}` should hold class ids in [0, {num_classes - 1}], but contains {bad[:5].tolist()}.")
+    return x.long().cpu()
+
+
+def _check_pair(preds, labels, num_classes) -> tuple[torch.Tensor, torch.Tensor]:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"`num_classes` should be an integer >= 2, but got {describe(num_classes)}.")
+    preds, labels = _as_class_ids(preds, "preds", num_classes), _as_class_ids(labels, "labels", num_classes)
+    if preds.shape != labels.shape:
+        raise ValueError(f"`preds` and `labels` should have one entry per example each, but got "
+                         f"{preds.numel()} predictions and {labels.numel()} labels.")
+    if labels.numel() == 0:
+        raise ValueError("`labels` is empty: there is nothing to score.")
+    return preds, labels
+
+
+def confusion_matrix(preds, labels, num_classes: int) -> torch.Tensor:
+    """(K, K) counts: entry [i, j] = examples of true class i predicted as class j (rows = truth).
+
+    The diagonal holds the correct predictions; column j sums to how often j was predicted.
+    """
+    preds, labels = _check_pair(preds, labels, num_classes)
+    flat = labels * num_classes + preds                                      # (N,) one cell per example
+    return torch.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def _safe_divide(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a / b with 0 where b == 0 (scikit-learn's zero_division=0)."""
+    return torch.where(b > 0, a / b.clamp(min=1), torch.zeros_like(a))
+
+
+def _per_class(cm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """precision, recall, F1 and support per class, (K,) each, from a confusion matrix."""
+    cm = cm.double()
+    tp = cm.diag()                                                           # (K,)
+    predicted, actual = cm.sum(dim=0), cm.sum(dim=1)                         # (K,) column and row sums
+    precision, recall = _safe_divide(tp, predicted), _safe_divide(tp, actual)
+    f1 = _safe_divide(2 * tp, predicted + actual)                            # = 2PR / (P + R)
+    return precision, recall, f1, actual.long()
+
+
+def precision_recall_f1(preds, labels, num_classes: int, average: str | None = "macro"):
+    """Precision = TP / (TP + FP), recall = TP / (TP + FN), F1 = their harmonic mean, as scikit-learn.
+
+    ``average``: ``"macro"`` the unweighted mean over classes (floats), ``"binary"`` those of class 1
+    (two classes only; floats), ``None`` one value per class ((K,) tensors). A class never predicted has
+    precision 0, one never present recall 0.
+    """
+    if average not in ("macro", "binary", None):
+        raise ValueError(f"`average` should be 'macro', 'binary' or None, but got {describe(average)}.")
+    if average == "binary" and num_classes != 2:
+        raise ValueError(f"average='binary' needs num_classes = 2 (it scores class 1), but got num_classes = "
+                         f"{num_classes}; use 'macro' or None.")
+    precision, recall, f1, _ = _per_class(confusion_matrix(preds, labels, num_classes))
+    if average is None:
+        return precision, recall, f1
+    if average == "binary":
+        return precision[1].item(), recall[1].item(), f1[1].item()
+    return precision.mean().item(), recall.mean().item(), f1.mean().item()
+
+
+def classification_report(preds, labels, num_classes: int, class_names=None) -> dict:
+    """Everything in one dict: ``accuracy``, ``per_class`` {name: {precision, recall, f1, support}},
+    ``macro`` {precision, recall, f1, support}, and the ``confusion_matrix`` (as nested lists)."""
+    if class_names is None:
+        class_names = [str(k) for k in range(num_classes)] if isinstance(num_classes, int) else None
+    cm = confusion_matrix(preds, labels, num_classes)
+    if len(class_names) != num_classes:
+        raise ValueError(f"`class_names` should have one name per class ({num_classes}), but got {describe(class_names)}.")
+    precision, recall, f1, support = _per_class(cm)
+    per_class = {str(name): {"precision": p.item(), "recall": r.item(), "f1": f.item(), "support": int(s)}
+                 for name, p, r, f, s in zip(class_names, precision, recall, f1, support)}
+    n = int(cm.sum())
+    return {
+        "accuracy": cm.diag().sum().item() / n,
+        "per_class": per_class,
+        "macro": {"precision": precision.mean().item(), "recall": recall.mean().item(), "f1": f1.mean().item(),
+                  "support": n},
+        "confusion_matrix": cm.tolist(),
+    }
+
+
+def format_report(report: dict, digits: int = 3) -> str:
+    """A :func:`classification_report` as an aligned text table."""
+    rows = [(name, r) for name, r in report["per_class"].items()] + [("macro avg", report["macro"])]
+    width = max(12, *(len(name) for name, _ in rows))
+    lines = [f"{'':>{width}} {'precision':>10} {'recall':>10} {'f1':>10} {'support':>9}"]
+    for name, r in rows:
+        lines.append(f"{name:>{width}} {r['precision']:>10.{digits}f} {r['recall']:>10.{digits}f} "
+                     f"{r['f1']:>10.{digits}f} {r['support']:>9d}")
+    lines.append(f"{'accuracy':>{width}} {report['accuracy']:>10.{digits}f}")
+    return "\n".join(lines)
+
+
+def plot_confusion_matrix(cm, class_names=None, ax=None, normalize: bool = False, title: str = "Confusion matrix"):
+    """Heat map of a (K, K) confusion matrix (rows = true class), each cell labelled with its count
+    (or, with ``normalize``, the fraction of its row). Returns the axes."""
+    import matplotlib.pyplot as plt
+
+    cm = torch.as_tensor(cm)
+    if cm.dim() != 2 or cm.shape[0] != cm.shape[1]:
+        raise ValueError(f"`cm` should be a square (K, K) confusion matrix, but got shape {tuple(cm.shape)}.")
+    K = cm.shape[0]
+    class_names = [str(k) for k in range(K)] if class_names is None else [str(c) for c in class_names]
+    if len(class_names) != K:
+        raise ValueError(f"`class_names` should have {K} names (one per row of cm), but got {len(class_names)}.")
+    values = cm.double()
+    if normalize:
+        values = values / values.sum(dim=1, keepdim=True).clamp(min=1)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.2 * K + 2, 1.2 * K + 1.5))
+    ax.imshow(values.numpy(), cmap="Blues", vmin=0)
+    ax.set(xticks=range(K), yticks=range(K), xticklabels=class_names, yticklabels=class_names,
+           xlabel="predicted", ylabel="true", title=title)
+    threshold = values.max().item() / 2
+    for i in range(K):
+        for j in range(K):
+            text = f"{values[i, j]:.2f}" if normalize else f"{int(cm[i, j])}"
+            ax.text(j, i, text, ha="center", va="center",
+                    color="white" if values[i, j] > threshold else "black")
+    return ax

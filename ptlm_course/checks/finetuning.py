@@ -1,0 +1,375 @@
+"""Checks for the fine-tuning exercises (notebooks 09, 12 and 14).
+
+What the student writes, and the check that goes with it:
+
+``check_cls_head(ClsHead)``
+    ``class ClsHead(nn.Module)`` with ``__init__(self, hidden_size, num_labels, dropout)`` and
+    ``forward(self, hidden_states) -> logits``: hidden_states (B, T, C) from the encoder -> (B, num_labels),
+    = Linear(Dropout(hidden_states[:, 0])): dropout then one ``nn.Linear(hidden_size, num_labels)`` on the
+    [CLS] vector (position 0).
+``check_freeze(freeze_fn)``
+    ``freeze_fn(model, train_top_layers) -> None`` for a ``BertForSequenceClassification``: only the top
+    ``train_top_layers`` blocks of ``model.bert.blocks`` and the ``model.classifier`` train; the embeddings
+    and the other blocks are frozen (the pooler may go either way). Calling it again with another number
+    must work too (so start by making everything trainable).
+``check_lora_linear(LoRALinear)``
+    ``class LoRALinear(nn.Module)`` with ``__init__(self, base: nn.Linear, rank, alpha)`` (extra arguments
+    need defaults), attributes ``base``, ``lora_A`` (rank, in), ``lora_B`` (out, rank), ``forward(x)`` =
+    base(x) + (alpha / rank) * x A^T B^T, and ``merged() -> nn.Linear`` with weight W + (alpha / rank) B A.
+``check_early_stopping(EarlyStopping)``
+    ``class EarlyStopping`` with ``__init__(self, patience, mode="min", min_delta=0.0)`` and
+    ``update(self, value) -> bool``: True once ``patience`` evaluations in a row failed to beat the best
+    value so far by more than ``min_delta`` (lower is better for "min", higher for "max").
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from ._core import CheckFailed, call_student, expect_tensor_like, fn_name, passed
+from ..validation import describe
+
+__all__ = ["check_cls_head", "check_freeze", "check_lora_linear", "check_early_stopping"]
+
+
+def _build(check: str, cls, *args, **kwargs):
+    """Instantiate the student's class, turning errors into friendly failures."""
+    obj = call_student(check, cls, *args, **kwargs)
+    return obj
+
+
+def _forward(check: str, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    out = call_student(check, module, x)
+    if not isinstance(out, torch.Tensor):
+        raise CheckFailed(check, f"forward should return a tensor, but returned {describe(out)}.")
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# [CLS] classification head
+# --------------------------------------------------------------------------------------------------
+
+def _the_linear(check: str, head: nn.Module, C: int, K: int) -> nn.Linear:
+    linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
+    if len(linears) != 1 or (linears[0].in_features, linears[0].out_features) != (C, K):
+        found = [f"Linear({m.in_features}, {m.out_features})" for m in linears] or "none"
+        raise CheckFailed(check, f"the head should have exactly one nn.Linear(hidden_size={C}, num_labels={K}) "
+                                 f"(a registered sub-module, set in __init__), but it has {found}.")
+    return linears[0]
+
+
+def check_cls_head(head_class) -> None:
+    """Check a [CLS] classification head: Linear(Dropout(hidden_states[:, 0])), see the module docstring."""
+    check = "check_cls_head"
+    g = torch.Generator().manual_seed(0)
+    n_tests = 0
+    for B, T, C, K in ((3, 5, 8, 2), (2, 7, 6, 3), (1, 4, 8, 5)):
+        torch.manual_seed(0)
+        head = _build(check, head_class, C, K, 0.0)
+        if not isinstance(head, nn.Module):
+            raise CheckFailed(check, f"{fn_name(head_class)}(...) should build an nn.Module, but built {describe(head)}.")
+        linear = _the_linear(check, head, C, K)
+        head.eval()
+        h = torch.randn(B, T, C, generator=g)
+        with torch.no_grad():
+            out = _forward(check, head, h)
+            ref = linear(h[:, 0])                                             # (B, K)
+            call = f" (hidden_states (B={B}, T={T}, C={C}), num_labels={K})"
+            expect_tensor_like(check, out, ref, "the logits" + call, [
+                ("it uses the mean over positions; the classifier should read the [CLS] vector, "
+                 "hidden_states[:, 0]." + call, linear(h.mean(dim=1))),
+                ("it uses the last position; in BERT the [CLS] token is the first one, hidden_states[:, 0]." + call,
+                 linear(h[:, -1])),
+                ("it returns logits for every position (B, T, K); keep only the [CLS] vector, "
+                 "hidden_states[:, 0], before the Linear." + call, linear(h)),
+                ("it returns probabilities (softmax); return the raw logits: the cross-entropy applies the "
+                 "softmax itself." + call, ref.softmax(-1)),
+                ("it uses hidden_states[0] (the first example of the batch, all positions); the [CLS] vector of "
+                 "every example is hidden_states[:, 0]." + call, linear(h[0])),
+            ])
+        n_tests += 1
+
+    # dropout: random in train mode, off in eval mode, on the [CLS] vector (not on the logits)
+    B, T, C, K, p = 64, 3, 16, 4, 0.5
+    torch.manual_seed(1)
+    head = _build(check, head_class, C, K, p)
+    linear = _the_linear(check, head, C, K)
+    h = torch.randn(B, T, C, generator=g)
+    with torch.no_grad():
+        head.eval()
+        ref = linear(h[:, 0])
+        first = _forward(check, head, h)
+        if not torch.allclose(first, _forward(check, head, h)):
+            raise CheckFailed(check, "dropout is still active in eval mode (two calls differ): use nn.Dropout "
+                                     "(it switches off in model.eval()) or F.dropout(x, p, training=self.training).")
+        expect_tensor_like(check, first, ref, f"the logits in eval mode with dropout={p}")
+        head.train()
+        a, b = _forward(check, head, h), _forward(check, head, h)
+    if torch.allclose(a, ref) and torch.allclose(b, ref):
+        raise CheckFailed(check, f"with dropout={p} in train mode the logits never change: apply dropout "
+                                 "(nn.Dropout(dropout)) to the [CLS] vector before the Linear.")
+    if torch.allclose(a, b):
+        raise CheckFailed(check, "in train mode two calls give the same logits: the dropout mask should be new "
+                                 "on every call (use nn.Dropout).")
+    bias = linear.bias if linear.bias is not None else torch.zeros(K)
+    on_logits = ((a - 0).abs() < 1e-6) | ((a - ref / (1 - p)).abs() < 1e-5)
+    if on_logits.all():
+        raise CheckFailed(check, "the dropout is applied to the logits; apply it to the [CLS] vector, "
+                                 "before the Linear layer.")
+    centred = a - bias                                     # a linear function of the dropped-out [CLS] vector
+    if not torch.isfinite(centred).all():
+        raise CheckFailed(check, "the logits in train mode contain inf or NaN.")
+    passed(check, n_tests + 1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Freezing layers
+# --------------------------------------------------------------------------------------------------
+
+def _tiny_bert_classifier(num_layers: int = 4):
+    from ..bert import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=50, hidden_size=16, num_layers=num_layers, num_heads=2, intermediate_size=32,
+                        max_position_embeddings=16)
+    return BertForSequenceClassification(config)
+
+
+def _trainable(module: nn.Module) -> bool:
+    return all(p.requires_grad for p in module.parameters())
+
+
+def _frozen(module: nn.Module) -> bool:
+    return not any(p.requires_grad for p in module.parameters())
+
+
+def _describe_blocks(model) -> str:
+    flags = ["trainable" if _trainable(b) else "frozen" if _frozen(b) else "partly frozen" for b in model.bert.blocks]
+    return "[" + ", ".join(flags) + "] (bottom to top)"
+
+
+def check_freeze(freeze_fn) -> None:
+    """Check ``freeze_fn(model, train_top_layers)`` on a 4-block BertForSequenceClassification."""
+    check = "check_freeze"
+    n_blocks, n_tests = 4, 0
+    for previous, k in ((None, 0), (None, 1), (None, 3), (None, 4), (0, 2), (4, 1)):
+        model = _tiny_bert_classifier(n_blocks)
+        call = f"freeze_fn(model, {k})" + (f" after freeze_fn(model, {previous})" if previous is not None else "")
+        if previous is not None:
+            call_student(check, freeze_fn, model, previous)
+        call_student(check, freeze_fn, model, k)
+        blocks = model.bert.blocks
+        if all(p.requires_grad for p in model.parameters()):
+            if any(getattr(m, "requires_grad", True) is False for m in model.modules()):
+                raise CheckFailed(check, f"{call}: nothing is frozen. Setting `module.requires_grad = False` only "
+                                         "creates an attribute; freeze the parameters: "
+                                         "`for p in module.parameters(): p.requires_grad = False` "
+                                         "(or module.requires_grad_(False)).")
+            if previous is None:
+                raise CheckFailed(check, f"{call}: every parameter is still trainable; freeze the embeddings and "
+                                         "the lower blocks (p.requires_grad = False).")
+        if not _trainable(model.classifier):
+            raise CheckFailed(check, f"{call}: the classifier is frozen; the new head must always train "
+                                     "(it starts random).")
+        if not _frozen(model.bert.embeddings):
+            raise CheckFailed(check, f"{call}: the embeddings are still trainable; they belong to the pretrained "
+                                     "body and are frozen with it.")
+        want = [i >= n_blocks - k for i in range(n_blocks)]                 # True = trainable
+        got_trainable = [_trainable(b) for b in blocks]
+        got_frozen = [_frozen(b) for b in blocks]
+        if all(t or f for t, f in zip(got_trainable, got_frozen)) and got_trainable == want:
+            n_tests += 1
+            continue
+        state = _describe_blocks(model)
+        if previous is not None and got_trainable == [i >= n_blocks - previous for i in range(n_blocks)] \
+                or (previous is not None and sum(got_trainable) < k and all(got_frozen[:n_blocks - k])):
+            raise CheckFailed(check, f"{call}: the blocks are {state}, left over from the first call. Start by "
+                                     "making every parameter trainable, then freeze the body and unfreeze the top "
+                                     "blocks.")
+        if k == 0 and all(got_trainable):
+            raise CheckFailed(check, f"{call}: every block is trainable, but train_top_layers=0 should freeze them "
+                                     "all. Careful: blocks[-0:] is the *whole* list (-0 == 0); use "
+                                     "blocks[len(blocks) - k:].")
+        if got_trainable == [i < k for i in range(n_blocks)]:
+            raise CheckFailed(check, f"{call}: the blocks are {state}: you unfroze the *bottom* {k} blocks; "
+                                     "train the top ones (closest to the head), blocks[len(blocks) - k:].")
+        if sum(got_trainable) in (k - 1, k + 1) and all(got_trainable[i] for i in range(n_blocks) if got_trainable[i]):
+            raise CheckFailed(check, f"{call}: the blocks are {state}: {sum(got_trainable)} trainable instead "
+                                     f"of {k} (off by one).")
+        raise CheckFailed(check, f"{call}: the blocks are {state}, but the top {k} should be trainable and "
+                                 "the others frozen.")
+    passed(check, n_tests)
+
+
+# --------------------------------------------------------------------------------------------------
+# LoRA
+# --------------------------------------------------------------------------------------------------
+
+def _param(check: str, lora, name: str, shape: tuple) -> torch.Tensor:
+    p = getattr(lora, name, None)
+    if not isinstance(p, nn.Parameter):
+        raise CheckFailed(check, f"`{name}` should be an nn.Parameter (so the optimizer trains it), "
+                                 f"but it is {describe(p)}.")
+    if tuple(p.shape) != shape:
+        raise CheckFailed(check, f"`{name}` should have shape {shape}, but it has {tuple(p.shape)}"
+                                 + (" (transposed?)." if tuple(p.shape) == shape[::-1] else "."))
+    return p
+
+
+def check_lora_linear(lora_class) -> None:
+    """Check a LoRALinear class: shapes, zero-initialised B, frozen base, alpha/rank scaling, merge."""
+    check = "check_lora_linear"
+    g = torch.Generator().manual_seed(0)
+    n_tests = 0
+    for d_in, d_out, rank, alpha, bias in ((6, 5, 2, 4.0, True), (8, 3, 4, 16.0, False), (5, 7, 1, 2.0, True)):
+        torch.manual_seed(0)
+        base = nn.Linear(d_in, d_out, bias=bias)
+        W, b = base.weight.detach().clone(), (base.bias.detach().clone() if bias else None)
+        lora = _build(check, lora_class, base, rank=rank, alpha=alpha)
+        where = f" (base nn.Linear({d_in}, {d_out}, bias={bias}), rank={rank}, alpha={alpha})"
+        if getattr(lora, "base", None) is not base:
+            raise CheckFailed(check, "keep the wrapped layer as `self.base` (the same nn.Linear object)." + where)
+        A = _param(check, lora, "lora_A", (rank, d_in))
+        B = _param(check, lora, "lora_B", (d_out, rank))
+        if any(p.requires_grad for p in base.parameters()):
+            raise CheckFailed(check, "the base layer's weights are still trainable: freeze them "
+                                     "(base.weight.requires_grad_(False), and the bias)." + where)
+        if not (A.requires_grad and B.requires_grad):
+            raise CheckFailed(check, "lora_A and lora_B should be trainable (requires_grad=True)." + where)
+        if not torch.all(B == 0):
+            raise CheckFailed(check, "lora_B should start at zero, so that the adapted layer starts as exactly the "
+                                     "pretrained one (B @ A = 0)." + where)
+        if torch.all(A == 0):
+            raise CheckFailed(check, "lora_A is all zeros too: with A = B = 0 no gradient ever reaches them. "
+                                     "Initialise A randomly (e.g. nn.init.kaiming_uniform_ or a small normal)." + where)
+        x = torch.randn(4, 3, d_in, generator=g)                            # (B, T, in): works on any batch shape
+        with torch.no_grad():
+            expect_tensor_like(check, _forward(check, lora, x), base(x),
+                               "the output at initialisation (B = 0 must leave the layer unchanged)" + where)
+            B.copy_(torch.randn(d_out, rank, generator=g))                  # now make the update visible
+            delta = x @ A.T @ B.T                                           # (B, T, out)
+            ref = base(x) + (alpha / rank) * delta
+            expect_tensor_like(check, _forward(check, lora, x), ref, "the output with a non-zero B" + where, [
+                ("the low-rank update is not scaled: multiply it by alpha / rank." + where, base(x) + delta),
+                ("the update is scaled by rank / alpha; the scaling is alpha / rank." + where,
+                 base(x) + (rank / alpha) * delta),
+                ("the update is scaled by alpha alone; the scaling is alpha / rank." + where, base(x) + alpha * delta),
+                ("the output misses the base layer: it is base(x) + (alpha / rank) * x A^T B^T." + where,
+                 (alpha / rank) * delta),
+            ])
+            merge = getattr(lora, "merged", None)
+            if not callable(merge):
+                raise CheckFailed(check, "write the method `merged()`, returning an nn.Linear with the merged weight.")
+            merged = call_student(check, merge)
+            if not isinstance(merged, nn.Linear):
+                raise CheckFailed(check, f"merged() should return an nn.Linear, but returned {describe(merged)}.")
+            W_ref = W + (alpha / rank) * B @ A
+            expect_tensor_like(check, merged.weight, W_ref, "merged().weight" + where, [
+                ("merged() forgets the scaling: the weight is W + (alpha / rank) * B @ A." + where, W + B @ A),
+                ("merged() returns the original weight: add (alpha / rank) * B @ A." + where, W),
+            ])
+            if bias:
+                if merged.bias is None:
+                    raise CheckFailed(check, "merged() lost the bias of the base layer: copy it over." + where)
+                expect_tensor_like(check, merged.bias, b, "merged().bias (the base layer's bias)" + where)
+            elif merged.bias is not None and not torch.all(merged.bias == 0):
+                raise CheckFailed(check, "merged() has a non-zero bias, but the base layer has none." + where)
+            if not torch.allclose(base.weight, W):
+                raise CheckFailed(check, "merged() changed the base layer's weight in place: build a new nn.Linear "
+                                         "(the adapter would otherwise add its update twice)." + where)
+            expect_tensor_like(check, merged(x), ref, "merged()(x) (should equal the adapted layer's output)" + where)
+        n_tests += 1
+    passed(check, n_tests)
+
+
+# --------------------------------------------------------------------------------------------------
+# Early stopping
+# --------------------------------------------------------------------------------------------------
+
+def _rule(patience, mode, min_delta, values, variant: str = "ok") -> list[bool]:
+    """The stop decisions of a reference rule (or of a classic mistake), up to the first True."""
+    best, bad, out = None, 0, []
+    for i, v in enumerate(values):
+        if variant == "max_as_min":
+            better = best is None or v < best - min_delta
+        elif variant == "no_delta":
+            better = best is None or (v < best if mode == "min" else v > best)
+        elif variant == "delta_wrong_way":
+            better = best is None or (v < best + min_delta if mode == "min" else v > best - min_delta)
+        elif variant == "vs_previous":
+            better = best is None or (v < best - min_delta if mode == "min" else v > best + min_delta)
+        else:
+            better = best is None or (v < best - min_delta if mode == "min" else v > best + min_delta)
+        if variant == "vs_previous":
+            best = v                                     # compares with the last value, not the best one
+            bad = 0 if better else bad + 1
+        elif better:
+            best = v
+            if variant != "no_reset":
+                bad = 0
+        else:
+            bad += 1
+        stop = bad > patience if variant == "off_by_one" else (bad >= patience - 1 if variant == "early_by_one"
+                                                               else bad >= patience)
+        out.append(stop)
+        if stop:
+            break
+    return out
+
+
+_MISTAKES = {
+    "off_by_one": "it stops one evaluation late: stop as soon as the count of evaluations without improvement "
+                  "reaches `patience` (>=, not >).",
+    "early_by_one": "it stops one evaluation early: stop when the count of evaluations without improvement "
+                    "reaches `patience`, not patience - 1.",
+    "no_reset": "the counter is not reset when the metric improves: set it back to 0 on every improvement.",
+    "max_as_min": "with mode='max' higher is better (e.g. accuracy), but your rule treats lower as better.",
+    "no_delta": "min_delta is ignored: an improvement must beat the best value by more than min_delta.",
+    "delta_wrong_way": "min_delta is applied the wrong way: with mode='min' a value improves only if "
+                       "value < best - min_delta (with 'max': value > best + min_delta).",
+    "vs_previous": "it compares with the previous value; compare with the best value so far.",
+}
+
+_CASES = [  # (patience, mode, min_delta, values)
+    (2, "min", 0.0, [1.0, 0.8, 0.9, 0.85, 0.7, 0.75, 0.74, 0.73]),
+    (1, "min", 0.0, [0.5, 0.6, 0.4]),
+    (3, "min", 0.0, [2.0, 1.5, 1.6, 1.4, 1.45, 1.5, 1.55, 1.3]),
+    (2, "max", 0.0, [0.5, 0.6, 0.55, 0.7, 0.65, 0.66, 0.8]),
+    (2, "min", 0.05, [1.0, 0.97, 0.96, 0.9, 0.88, 0.8]),
+    (2, "max", 0.1, [0.5, 0.55, 0.58, 0.7]),
+    (3, "min", 0.0, [1.0, 1.1, 0.99, 1.2, 1.05, 0.995, 1.3]),
+    (2, "min", 0.1, [1.0, 1.05, 1.08, 1.02, 1.1]),
+]
+
+
+def _student_decisions(check: str, stopper_class, patience, mode, min_delta, values) -> list[bool]:
+    stopper = _build(check, stopper_class, patience, mode=mode, min_delta=min_delta)
+    got = []
+    for v in values:                                     # until it says stop
+        result = call_student(check, stopper.update, v)
+        if not isinstance(result, (bool, int)) or result not in (True, False):
+            raise CheckFailed(check, f"update() should return True (stop) or False, but returned {describe(result)}.")
+        got.append(bool(result))
+        if result:
+            break
+    return got
+
+
+def check_early_stopping(stopper_class) -> None:
+    """Check an EarlyStopping class on sequences of validation values, naming the classic mistakes."""
+    check = "check_early_stopping"
+    got = [_student_decisions(check, stopper_class, *case) for case in _CASES]
+    expected = [_rule(*case) for case in _CASES]
+    if got == expected:
+        passed(check, len(_CASES))
+        return
+    first = next(i for i in range(len(_CASES)) if got[i] != expected[i])
+    patience, mode, min_delta, values = _CASES[first]
+    case = (f" (patience={patience}, mode={mode!r}, min_delta={min_delta}, values {values}: "
+            f"expected the decisions {expected[first]}, got {got[first]})")
+    for variant, explanation in _MISTAKES.items():        # a mistake that explains every answer
+        if all(_rule(*c, variant=variant) == g for c, g in zip(_CASES, got)):
+            raise CheckFailed(check, explanation + case)
+    raise CheckFailed(check, "update() returned the wrong decisions" + case)
