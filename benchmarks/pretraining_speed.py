@@ -2,6 +2,12 @@
 
     python benchmarks/pretraining_speed.py [--device cpu] [--steps 40] [--model gpt|bert|both]
                                            [--variants readable,fast] [--threads N] [--data random|shakespeare]
+                                           [--precision fp32|bf16|fp16] [--compile] [--preset gpt2-small]
+
+On a CUDA GPU, GPT-2 small (124M parameters, T = 1024) in bf16, the course's target being >= 40% MFU:
+
+    python benchmarks/pretraining_speed.py --device cuda --preset gpt2-small --precision bf16 --model gpt \
+                                           --variants fast [--compile]
 
 Trains ``ptlm_course.gpt.GPT`` (next-token loss) and ``ptlm_course.bert.BertForPreTraining`` (MLM + NSP loss)
 with AdamW for ``--steps`` timed steps (after ``--warmup`` untimed ones; the runs take turns, one step each)
@@ -9,7 +15,8 @@ on random token batches (or, for GPT, real Shakespeare character ids) and report
 
     MFU = achieved training FLOP/s / dense fp32 matmul FLOP/s measured in the same run on the same device.
 
-FLOPs per token (the PaLM convention, with the output layer counted as the matmul it is):
+FLOPs per token (the PaLM convention, with the output layer counted as the matmul it is; counted by
+``ptlm_course.flops.training_flops_per_token``):
 
     6 * N_mm + 12 * L * T * C
     N_mm = weights of every nn.Linear applied to each token: the blocks' q, k, v, out, fc1, fc2
@@ -29,7 +36,11 @@ kept), gives a second column: the best this device does on big matrices.
 Variants: ``readable`` = the course's code as the notebooks use it (our readable attention, default AdamW);
 ``fast`` = the same model with ``use_fused_attention`` (PyTorch's fused attention kernel) and
 ``AdamW(fused=True)`` where the device supports it. Both compute the same losses and gradients
-(tests/test_fused_attention.py).
+(tests/test_fused_attention.py). ``--compile`` adds ``torch.compile`` to the fast variant.
+
+``--precision bf16`` / ``fp16`` runs forward and loss under autocast (fp16 with a GradScaler, CUDA only); the
+reference matmuls then use that dtype too, so the MFU compares like with like. ``--preset gpt2-small`` sets
+L = 12, H = 12, C = 768, T = 1024, V = 50257 (BERT: 30522) and B = 8.
 
 On a CPU shared with other jobs, ``--threads 1`` gives the steadiest figures: with every core in use, a step
 made of many small parallel operations waits for the busiest core each time, a big matmul much less so.
@@ -37,6 +48,7 @@ made of many small parallel operations waits for the busiest core each time, a b
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import statistics
 import time
@@ -46,6 +58,7 @@ import torch.nn as nn
 
 from ptlm_course import get_device, seed_everything
 from ptlm_course.attention import use_fused_attention
+from ptlm_course.flops import token_matmul_weights, training_flops_per_token
 from ptlm_course.bert import BertConfig, BertForPreTraining
 from ptlm_course.gpt import GPT, GPTConfig
 
@@ -69,10 +82,13 @@ def median_seconds(fn, repeats: int, warmup: int, device: torch.device) -> float
     return statistics.median(times)
 
 
-def square_matmuls(n: int, device: torch.device, count: int = 1):
-    """A function doing ``count`` dense fp32 (n x n) @ (n x n) matmuls, and their FLOPs (2 n^3 each)."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    out = torch.empty(n, n, device=device)
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def square_matmuls(n: int, device: torch.device, count: int = 1, dtype: torch.dtype = torch.float32):
+    """A function doing ``count`` dense (n x n) @ (n x n) matmuls in ``dtype``, and their FLOPs (2 n^3 each)."""
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    out = torch.empty(n, n, device=device, dtype=dtype)
 
     def run():
         for _ in range(count):
@@ -80,19 +96,10 @@ def square_matmuls(n: int, device: torch.device, count: int = 1):
     return run, 2 * n**3 * count
 
 
-def matmul_flops_per_second(n: int, device: torch.device, repeats: int = 30) -> float:
-    run, flops = square_matmuls(n, device)
+def matmul_flops_per_second(n: int, device: torch.device, repeats: int = 30,
+                            dtype: torch.dtype = torch.float32) -> float:
+    run, flops = square_matmuls(n, device, dtype=dtype)
     return flops / median_seconds(run, repeats, warmup=5, device=device)
-
-
-def token_matmul_weights(model: nn.Module) -> int:
-    """N_mm: weights of the nn.Linear layers applied to every token (not the per-sequence pooler / NSP head)."""
-    return sum(m.weight.numel() for name, m in model.named_modules()
-               if isinstance(m, nn.Linear) and not name.startswith(("bert.pooler", "nsp_head")))
-
-
-def flops_per_token(model: nn.Module, n_layer: int, T: int, C: int) -> int:
-    return 6 * token_matmul_weights(model) + 12 * n_layer * T * C
 
 
 # --------------------------------------------------------------------------------------------------
@@ -131,7 +138,7 @@ def gpt_case(args, device):
 
     def loss_fn(inputs, _):
         return model(*inputs)[1]
-    return model, batch, loss_fn, flops_per_token(model, args.n_layer, T, args.n_embd)
+    return model, batch, loss_fn, training_flops_per_token(model, T)
 
 
 def bert_case(args, device):
@@ -156,7 +163,7 @@ def bert_case(args, device):
 
     def loss_fn(inputs, labels):
         return model(*inputs, **labels).loss
-    return model, batch, loss_fn, flops_per_token(model, args.n_layer, T, args.n_embd)
+    return model, batch, loss_fn, training_flops_per_token(model, T)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -181,13 +188,19 @@ def training_step(case, variant: str, args, device):
     model.train()
     optimizer = make_optimizer(model, variant, device)
     batches = itertools.cycle([batch() for _ in range(8)])     # made before timing: data loading is not timed
+    forward = torch.compile(loss_fn) if variant == "fast" and args.compile else loss_fn
+    autocast = (torch.autocast(device.type, dtype=DTYPES[args.precision]) if args.precision != "fp32"
+                else contextlib.nullcontext())
+    scaler = torch.amp.GradScaler(device.type, enabled=args.precision == "fp16")
 
     def step():
         inputs, labels = next(batches)
-        loss = loss_fn(inputs, labels)
+        with autocast:
+            loss = forward(inputs, labels)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
 
     return step, {"params": sum(p.numel() for p in model.parameters()), "n_mm": token_matmul_weights(model),
                   "flops_per_token": flops}
@@ -230,13 +243,27 @@ def main() -> None:
     parser.add_argument("--dropout", type=float, default=0.0)
     parser.add_argument("--matmul-size", type=int, default=None,
                         help="reference square matmul size (default: model-sized, see the docstring)")
+    parser.add_argument("--big-matmul", type=int, default=None,
+                        help="size of the 'best this device does' matmul (default 2048 on CPU, 8192 on CUDA)")
+    parser.add_argument("--precision", choices=list(DTYPES), default="fp32",
+                        help="fp32, or autocast to bf16 / fp16 (fp16: CUDA only, with a GradScaler)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the fast variant's forward + loss")
+    parser.add_argument("--preset", choices=["gpt2-small"], default=None,
+                        help="gpt2-small: L=12 H=12 C=768 T=1024 V=50257 (BERT 30522), B=8")
     args = parser.parse_args()
+    if args.preset == "gpt2-small":
+        args.n_layer, args.n_head, args.n_embd, args.block_size = 12, 12, 768, 1024
+        args.vocab_size, args.bert_vocab_size, args.batch_size = 50257, 30522, 8
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     if not set(variants) <= {"readable", "fast"}:
         parser.error(f"--variants should list readable and/or fast, but got {args.variants!r}")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = get_device(args.device)
+    if args.precision == "fp16" and device.type != "cuda":
+        parser.error("--precision fp16 needs a CUDA GPU; use bf16 or fp32")
+    dtype = DTYPES[args.precision]
+    big_n = args.big_matmul or (8192 if device.type == "cuda" else 2048)
     cases = {"gpt": gpt_case, "bert": bert_case}
     names = list(cases) if args.model == "both" else [args.model]
 
@@ -245,30 +272,35 @@ def main() -> None:
     n_ref = args.matmul_size or max(32, 32 * round((tokens * C * 4 * C) ** (1 / 3) / 32))
     print(f"device: {device}, torch {torch.__version__}, threads: {torch.get_num_threads()}, "
           f"steps: {args.steps} (+{args.warmup} warm-up), B={args.batch_size}, T={args.block_size}, "
-          f"L={args.n_layer}, H={args.n_head}, C={C}, dropout={args.dropout}, data: {args.data}")
-    big_before = matmul_flops_per_second(2048, device, repeats=10)
+          f"L={args.n_layer}, H={args.n_head}, C={C}, dropout={args.dropout}, data: {args.data}, "
+          f"precision: {args.precision}{', compiled' if args.compile else ''}")
+    big_before = matmul_flops_per_second(big_n, device, repeats=10, dtype=dtype)
     runs = [(name, variant, *training_step(cases[name], variant, args, device))
             for name in names for variant in variants]
-    reference_run, reference_flops = square_matmuls(n_ref, device, count=10)
+    reference_run, reference_flops = square_matmuls(n_ref, device, count=10, dtype=dtype)
     *seconds, reference_seconds = interleaved_step_seconds([run[2] for run in runs] + [reference_run],
                                                            args.steps, args.warmup, device)
     reference = reference_flops / reference_seconds
-    big = max(big_before, matmul_flops_per_second(2048, device, repeats=10))
-    print(f"fp32 matmul {n_ref}^3 (model-sized, timed in turns with the steps): {reference / 1e9:.1f} GFLOP/s; "
-          f"2048^3: {big / 1e9:.1f} GFLOP/s")
+    big = max(big_before, matmul_flops_per_second(big_n, device, repeats=10, dtype=dtype))
+    print(f"{args.precision} matmul {n_ref}^3 (model-sized, timed in turns with the steps): "
+          f"{reference / 1e9:.1f} GFLOP/s; {big_n}^3: {big / 1e9:.1f} GFLOP/s")
     tokens = args.batch_size * args.block_size
     results = [(name, variant, {**info, "ms": s * 1e3, "tokens_per_s": tokens / s,
                                 "flops_per_s": info["flops_per_token"] * tokens / s})
                for (name, variant, _, info), s in zip(runs, seconds)]
     print("FLOPs per token = 6 * N_mm + 12 * L * T * C (N_mm: weights of the per-token matmuls incl. output layer)")
     header = (f"{'model':6s} {'variant':9s} {'params':>9s} {'N_mm':>9s} {'ms/step':>8s} {'tokens/s':>9s} "
-              f"{'GFLOP/s':>8s} {'matmul GFLOP/s':>15s} {'MFU':>6s} {'MFU vs 2048^3':>14s}")
+              f"{'GFLOP/s':>8s} {'matmul GFLOP/s':>15s} {'MFU':>6s} {'MFU vs big mm':>14s}")
     print(header)
     print("-" * len(header))
     for name, variant, r in results:
         print(f"{name:6s} {variant:9s} {r['params']:9,d} {r['n_mm']:9,d} {r['ms']:8.1f} {r['tokens_per_s']:9,.0f} "
               f"{r['flops_per_s'] / 1e9:8.1f} {reference / 1e9:15.1f} {r['flops_per_s'] / reference:6.1%} "
               f"{r['flops_per_s'] / big:14.1%}")
+        if args.preset == "gpt2-small" and name == "gpt" and device.type == "cuda" and args.precision == "bf16":
+            mfu = r["flops_per_s"] / big
+            print(f"  target: GPT-2 small in bf16 at >= 40% MFU (vs the {big_n}^3 bf16 matmul): "
+                  f"{'met' if mfu >= 0.40 else 'NOT met'} ({mfu:.1%})")
 
 
 if __name__ == "__main__":

@@ -28,12 +28,13 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
+from . import distributed
 from .runtime import get_device, seed_everything
 from .validation import describe
 
 __all__ = [
     "param_groups", "make_optimizer", "warmup_cosine", "make_scheduler", "TrainConfig", "History",
-    "resolve_precision", "evaluate", "train", "save_checkpoint", "load_checkpoint",
+    "resolve_precision", "evaluate", "train", "save_checkpoint", "load_checkpoint", "EarlyStopping",
 ]
 
 PRECISIONS = ("auto", "bf16", "fp16", "off")
@@ -117,6 +118,101 @@ def make_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int, total_st
 
 
 # --------------------------------------------------------------------------------------------------
+# Early stopping
+# --------------------------------------------------------------------------------------------------
+
+class EarlyStopping:
+    """Stop when the validation metric has not improved for ``patience`` evaluations in a row.
+
+    ``mode="min"`` for a loss, ``"max"`` for an accuracy. A value improves on the best so far only when it
+    beats it by more than ``min_delta``; an improvement resets the count of bad evaluations to 0. NaN never
+    improves. ``update(value)`` records one evaluation and returns True when training should stop.
+
+    >>> stopper = EarlyStopping(patience=2)
+    >>> [stopper.update(v) for v in (1.0, 0.8, 0.9, 0.85)]      # 0.9 and 0.85 do not beat 0.8
+    [False, False, False, True]
+    """
+
+    def __init__(self, patience: int, mode: str = "min", min_delta: float = 0.0):
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+            raise ValueError(f"`patience` should be an integer >= 1 (evaluations without improvement "
+                             f"before stopping), but got {describe(patience)}.")
+        if mode not in ("min", "max"):
+            raise ValueError(f"`mode` should be 'min' (e.g. a loss) or 'max' (e.g. an accuracy), "
+                             f"but got {describe(mode)}.")
+        if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) or not min_delta >= 0:
+            raise ValueError(f"`min_delta` should be a number >= 0, but got {describe(min_delta)}.")
+        self.patience, self.mode, self.min_delta = patience, mode, float(min_delta)
+        self.best: float | None = None     # the best value so far
+        self.bad_evals = 0                 # evaluations since the last improvement
+        self.improved = False              # did the last update improve on the best?
+
+    def update(self, value: float) -> bool:
+        """Record one evaluation; return True when it is time to stop."""
+        value = _number(value)
+        if self.best is None:
+            self.improved = not math.isnan(value)
+        elif self.mode == "min":
+            self.improved = value < self.best - self.min_delta
+        else:
+            self.improved = value > self.best + self.min_delta
+        if self.improved:
+            self.best, self.bad_evals = value, 0
+        else:
+            self.bad_evals += 1
+        return self.bad_evals >= self.patience
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "bad_evals": self.bad_evals, "improved": self.improved}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.bad_evals, self.improved = state["best"], state["bad_evals"], state["improved"]
+
+    def __repr__(self) -> str:
+        return (f"EarlyStopping(patience={self.patience}, mode={self.mode!r}, min_delta={self.min_delta}, "
+                f"best={self.best}, bad_evals={self.bad_evals})")
+
+
+class _EarlyStoppingRun:
+    """Early stopping inside :func:`train`: the rule, the best weights so far, and their checkpoint state."""
+
+    def __init__(self, config: "TrainConfig"):
+        self.metric, self.keep_best = config.early_stopping_metric, config.restore_best
+        self.rule = EarlyStopping(config.early_stopping_patience, config.early_stopping_mode,
+                                  config.early_stopping_min_delta)
+        self.best_weights: dict | None = None            # a CPU copy of the best evaluation's state_dict
+
+    def update(self, model: nn.Module, history: "History", step: int) -> bool:
+        """Read the evaluation just recorded at ``step``; keep the weights if best; return True to stop."""
+        if not history.eval or history.eval[-1]["step"] != step:
+            raise ValueError("Early stopping needs an evaluation every eval_every steps, but none ran: "
+                             "pass eval_fn or set TrainConfig.eval_batches > 0.")
+        record = history.eval[-1]
+        if self.metric not in record:
+            raise ValueError(f"TrainConfig.early_stopping_metric is {self.metric!r}, but the evaluation returned "
+                             f"only {sorted(k for k in record if k != 'step')}.")
+        stop = self.rule.update(record[self.metric])
+        if self.rule.improved:
+            history.best_step = step
+            if self.keep_best:
+                self.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        if stop:
+            history.stopped_step = step
+        return stop
+
+    def restore_best(self, model: nn.Module) -> None:
+        if self.keep_best and self.best_weights is not None:
+            model.load_state_dict(self.best_weights)
+
+    def state_dict(self) -> dict:
+        return {"rule": self.rule.state_dict(), "best_weights": self.best_weights}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rule.load_state_dict(state["rule"])
+        self.best_weights = state["best_weights"]
+
+
+# --------------------------------------------------------------------------------------------------
 # Configuration
 # --------------------------------------------------------------------------------------------------
 
@@ -145,6 +241,11 @@ class TrainConfig:
     device: str | None = None           # None: get_device() picks CUDA, MPS or the CPU
     grad_accumulation: int = 1          # micro-batches per update: a larger batch in the same memory
     progress: bool = True               # show a progress bar with the live loss
+    early_stopping_patience: int | None = None   # stop after this many evaluations without improvement
+    early_stopping_metric: str = "val_loss"      # a key of the evaluation results
+    early_stopping_mode: str = "min"             # "min" for a loss, "max" for an accuracy
+    early_stopping_min_delta: float = 0.0        # smaller changes do not count as improvements
+    restore_best: bool = True                    # with early stopping: end with the best evaluation's weights
 
     def __post_init__(self):
         _check_schedule(self.warmup_steps, self.steps)
@@ -167,6 +268,11 @@ class TrainConfig:
         if self.mixed_precision not in PRECISIONS:
             raise ValueError(f"TrainConfig.mixed_precision should be one of {', '.join(PRECISIONS)}, "
                              f"but got {describe(self.mixed_precision)}.")
+        if self.early_stopping_patience is not None:
+            EarlyStopping(self.early_stopping_patience, self.early_stopping_mode, self.early_stopping_min_delta)
+            if self.eval_every is None:
+                raise ValueError("Early stopping (TrainConfig.early_stopping_patience) needs regular evaluations, "
+                                 "but TrainConfig.eval_every is None: set eval_every, e.g. to 50.")
 
 
 def _expect_int(config, name: str, minimum: int | None) -> None:
@@ -205,9 +311,13 @@ class History:
     ``train`` records hold step, loss, lr, grad_norm (before clipping), the loss_fn's metrics and, when
     ``n_tokens`` is reported, tokens_per_s; ``eval`` records hold step and e.g. val_loss.
     ``step`` counts the updates done so far (1 = after the first update).
+    With early stopping, ``best_step`` is the step of the best evaluation and ``stopped_step`` the step
+    at which training stopped early (None when it ran all its steps).
     """
     train: list[dict] = field(default_factory=list)
     eval: list[dict] = field(default_factory=list)
+    best_step: int | None = None
+    stopped_step: int | None = None
 
     def values(self, key: str, which: str = "train") -> tuple[list[int], list[float]]:
         """(steps, values) of one column, e.g. ``history.values("val_loss", "eval")``."""
@@ -217,14 +327,16 @@ class History:
         return [r["step"] for r in records], [r[key] for r in records]
 
     def to_dict(self) -> dict:
-        return {"train": [dict(r) for r in self.train], "eval": [dict(r) for r in self.eval]}
+        return {"train": [dict(r) for r in self.train], "eval": [dict(r) for r in self.eval],
+                "best_step": self.best_step, "stopped_step": self.stopped_step}
 
     @classmethod
     def from_dict(cls, d: dict) -> "History":
         if not isinstance(d, dict) or not {"train", "eval"} <= set(d):
             raise ValueError(f"Expected a dict with 'train' and 'eval' lists (from History.to_dict), "
                              f"but got {describe(d)}.")
-        return cls(train=[dict(r) for r in d["train"]], eval=[dict(r) for r in d["eval"]])
+        return cls(train=[dict(r) for r in d["train"]], eval=[dict(r) for r in d["eval"]],
+                   best_step=d.get("best_step"), stopped_step=d.get("stopped_step"))
 
     def plot(self, axes=None):
         """Loss curves (train and validation) on the left, the learning rate on the right. Returns the axes."""
@@ -268,13 +380,18 @@ def _set_rng_states(states: dict) -> None:
 
 
 def save_checkpoint(path, model: nn.Module, optimizer, scheduler, step: int, history: History,
-                    generator: torch.Generator, scaler=None, config: TrainConfig | None = None) -> None:
+                    generator: torch.Generator, scaler=None, config: TrainConfig | None = None,
+                    early_stopping: dict | None = None) -> None:
     """Save everything needed to resume exactly, atomically: a temporary file in the same folder is renamed
-    over ``path`` only once fully written, so a crash never leaves a half-written checkpoint."""
+    over ``path`` only once fully written, so a crash never leaves a half-written checkpoint.
+    ``early_stopping``: the early-stopping state (counter, best value, best weights), when there is one."""
+    if not distributed.is_main_process():                 # under torchrun rank 0 writes, the others wait
+        distributed.barrier()
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
-        "model": model.state_dict(),
+        "model": distributed.unwrap_model(model).state_dict(),   # no DDP "module." prefix: loads anywhere
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
@@ -283,6 +400,7 @@ def save_checkpoint(path, model: nn.Module, optimizer, scheduler, step: int, his
         "generator": generator.get_state(),
         "rng": _rng_states(),
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()} if config else None,
+        "early_stopping": early_stopping,
     }
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -292,6 +410,7 @@ def save_checkpoint(path, model: nn.Module, optimizer, scheduler, step: int, his
     except BaseException:
         os.remove(tmp)
         raise
+    distributed.barrier()
 
 
 def load_checkpoint(path, model: nn.Module | None = None, optimizer=None, scheduler=None, scaler=None,
@@ -387,10 +506,22 @@ def train(model: nn.Module, config: TrainConfig, get_batch: Callable, loss_fn: C
     A fresh run seeds every random generator with ``config.seed``; with ``config.checkpoint_path`` set and
     the file present, training resumes from it instead (weights, optimizer, schedule, history, random states),
     giving the same result as an uninterrupted run.
+
+    Early stopping (``config.early_stopping_patience``): after each evaluation, :class:`EarlyStopping` reads
+    ``config.early_stopping_metric``; training stops once it has not improved for ``patience`` evaluations,
+    and with ``config.restore_best`` the model ends with the weights of its best evaluation
+    (``history.best_step``; ``history.stopped_step`` says where it stopped).
+
+    Launched with ``torchrun --nproc_per_node=N`` it trains on N processes (gloo on the CPU, NCCL on CUDA):
+    DistributedDataParallel averages the gradients, each process keeps its rows ``rank::N`` of every global
+    batch (so ``get_batch`` must return batches whose tensors all have k * N rows, see
+    :mod:`ptlm_course.distributed`), ``loss_fn`` must call ``model(...)`` (the DDP wrapper's forward), losses and
+    metrics are averaged over the processes, and only rank 0 shows progress and writes checkpoints, which hold
+    the unwrapped model's weights and so resume on any number of processes.
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"`config` should be a TrainConfig, but got {describe(config)}.")
-    device = get_device(config.device)
+    device = distributed.setup(get_device(config.device))  # under torchrun: join the process group
     precision = resolve_precision(config.mixed_precision, device)
     model.to(device).train()
     optimizer = make_optimizer(model, config.lr, config.weight_decay, config.betas)
@@ -398,10 +529,15 @@ def train(model: nn.Module, config: TrainConfig, get_batch: Callable, loss_fn: C
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     generator = torch.Generator()                          # on the CPU: get_batch moves nothing itself
     history, start = History(), 0
+    early = _EarlyStoppingRun(config) if config.early_stopping_patience is not None else None
     if config.checkpoint_path is not None and Path(config.checkpoint_path).is_file():
         checkpoint = load_checkpoint(config.checkpoint_path, model, optimizer, scheduler, scaler, generator,
                                      restore_rng=True)
         history, start = History.from_dict(checkpoint["history"]), checkpoint["step"]
+        if early is not None and checkpoint.get("early_stopping") is not None:
+            early.load_state_dict(checkpoint["early_stopping"])
+        if history.stopped_step is not None:               # that run had stopped early: nothing left to do
+            start = config.steps
     else:
         seed_everything(config.seed)
         generator.manual_seed(config.seed)
@@ -416,14 +552,18 @@ def train(model: nn.Module, config: TrainConfig, get_batch: Callable, loss_fn: C
                     model, get_batch, loss_fn, config.eval_batches, config.seed, device, precision)
         finally:
             model.train()
-        history.eval.append({"step": step, **{k: _number(v) for k, v in metrics.items()}})
+        history.eval.append({"step": step, **distributed.all_reduce_mean({k: _number(v) for k, v in metrics.items()})})
 
-    bar = tqdm(total=config.steps, initial=start, desc="training", disable=not config.progress, dynamic_ncols=True)
+    ddp_model = distributed.wrap_model(model, device)      # under torchrun: DDP averages the gradients
+    get_batch = distributed.sharded_get_batch(get_batch)   # and each process keeps its rows of every batch
+    bar = tqdm(total=config.steps, initial=start, desc="training", dynamic_ncols=True,
+               disable=not config.progress or not distributed.is_main_process())
     window: list[dict] = []                                # the records since the last log
     try:
         for step in range(start + 1, config.steps + 1):    # step = updates done once this one is done
-            window.append(_train_step(model, config, get_batch, loss_fn, optimizer, scheduler, scaler,
-                                      generator, device, precision))
+            stop = False
+            window.append(distributed.mean_record(_train_step(
+                ddp_model, config, get_batch, loss_fn, optimizer, scheduler, scaler, generator, device, precision)))
             bar.update(1)
             if step % config.log_every == 0 or step == config.steps:
                 history.train.append(_summarise(window, step))
@@ -435,14 +575,19 @@ def train(model: nn.Module, config: TrainConfig, get_batch: Callable, loss_fn: C
                 if history.eval and "val_loss" in history.eval[-1]:
                     bar.set_postfix(loss=f"{history.train[-1]['loss']:.4f}",
                                     val_loss=f"{history.eval[-1]['val_loss']:.4f}", refresh=False)
-            if config.checkpoint_path is not None and (
+                stop = early is not None and early.update(model, history, step)
+            if config.checkpoint_path is not None and (stop or
                     (config.checkpoint_every and step % config.checkpoint_every == 0) or step == config.steps):
                 save_checkpoint(config.checkpoint_path, model, optimizer, scheduler, step, history, generator,
-                                scaler, config)
+                                scaler, config, early.state_dict() if early is not None else None)
             for callback in callbacks or []:
                 callback(step, model, history)
+            if stop:
+                break
     finally:
         bar.close()                                        # also when interrupted
+    if early is not None:
+        early.restore_best(model)                          # the weights of the best evaluation
     return history
 
 
@@ -452,11 +597,12 @@ def _train_step(model, config: TrainConfig, get_batch, loss_fn, optimizer, sched
     started = time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
     loss_sum, metric_sums = 0.0, {}
-    for _ in range(config.grad_accumulation):
+    for i in range(config.grad_accumulation):
         batch = _to_device(get_batch("train", generator), device)
-        with _autocast(device, precision):
-            loss, metrics = _loss_and_metrics(loss_fn(model, batch))
-        scaler.scale(loss / config.grad_accumulation).backward()   # the mean over micro-batches
+        with distributed.no_sync(model, skip=i < config.grad_accumulation - 1):   # DDP: all-reduce at the last
+            with _autocast(device, precision):
+                loss, metrics = _loss_and_metrics(loss_fn(model, batch))
+            scaler.scale(loss / config.grad_accumulation).backward()   # the mean over micro-batches
         loss_sum += loss.item()
         for key, value in metrics.items():
             metric_sums[key] = metric_sums.get(key, 0.0) + _number(value)

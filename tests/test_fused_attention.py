@@ -97,3 +97,32 @@ def test_use_fused_attention_keeps_gpt_and_bert_outputs():
     fused_out = use_fused_attention(copy.deepcopy(bert))(idx, attention_mask=attention_mask)
     torch.testing.assert_close(fused_out.mlm_logits, out.mlm_logits, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(fused_out.nsp_logits, out.nsp_logits, atol=1e-5, rtol=1e-5)
+
+
+def _loss_and_grads(model, loss_fn):
+    model.train().zero_grad(set_to_none=True)
+    loss = loss_fn(model)
+    loss.backward()
+    return loss.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_fused_gpt_and_bert_train_the_same_losses_and_gradients():
+    torch.manual_seed(0)
+    gpt = GPT(GPTConfig(vocab_size=50, block_size=16, n_layer=2, n_head=4, n_embd=32, dropout=0.0))
+    idx = torch.randint(0, 50, (3, 16))
+    bert = BertForPreTraining(BertConfig(vocab_size=50, hidden_size=32, num_layers=2, num_heads=4,
+                                         intermediate_size=64, max_position_embeddings=16, dropout=0.0,
+                                         attention_dropout=0.0))
+    attention_mask = torch.tensor([[1] * 16, [1] * 9 + [0] * 7, [1] * 4 + [0] * 12])
+    mlm_labels = torch.where(torch.rand(3, 16) < 0.3, idx, -100)
+    cases = [(gpt, lambda m: m(idx, idx.roll(-1, dims=1))[1]),
+             (bert, lambda m: m(idx, attention_mask=attention_mask, mlm_labels=mlm_labels,
+                                nsp_labels=torch.tensor([1, 0, 1])).loss)]
+    for model, loss_fn in cases:
+        loss, grads = _loss_and_grads(model, loss_fn)
+        fused_loss, fused_grads = _loss_and_grads(use_fused_attention(copy.deepcopy(model)), loss_fn)
+        torch.testing.assert_close(fused_loss, loss, atol=1e-5, rtol=1e-5)
+        assert fused_grads.keys() == grads.keys()
+        for name in grads:
+            torch.testing.assert_close(fused_grads[name], grads[name], atol=1e-5, rtol=1e-4,
+                                       msg=lambda m: f"{type(model).__name__} {name}: {m}")

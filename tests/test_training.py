@@ -14,7 +14,7 @@ from ptlm_course.char_tokenizer import CharTokenizer  # noqa: E402
 from ptlm_course.data import shakespeare_text  # noqa: E402
 from ptlm_course.gpt import GPT, GPTConfig  # noqa: E402
 from ptlm_course.training import (  # noqa: E402
-    History, TrainConfig, evaluate, load_checkpoint, make_optimizer, make_scheduler, param_groups,
+    EarlyStopping, History, TrainConfig, evaluate, load_checkpoint, make_optimizer, make_scheduler, param_groups,
     save_checkpoint, train, warmup_cosine,
 )
 
@@ -411,3 +411,131 @@ def test_bf16_autocast_runs_on_cpu_and_auto_is_off_there(corpus):
                     make_get_batch(splits), loss_fn)
     assert seen[0] == torch.bfloat16                                   # the forward ran in bfloat16
     assert all(math.isfinite(x) for x in history.values("loss")[1] + history.values("val_loss", "eval")[1])
+
+
+# --------------------------------------------------------------------------------------------------
+# Early stopping
+# --------------------------------------------------------------------------------------------------
+
+def test_early_stopping_rule():
+    stopper = EarlyStopping(patience=2)
+    assert [stopper.update(v) for v in (1.0, 0.8, 0.9, 0.85)] == [False, False, False, True]
+    assert stopper.best == 0.8 and stopper.bad_evals == 2
+    stopper = EarlyStopping(patience=2, mode="max")
+    assert [stopper.update(v) for v in (0.5, 0.6, 0.55, 0.7, 0.65, 0.6)] == [False] * 5 + [True]
+    stopper = EarlyStopping(patience=1, min_delta=0.1)                    # 0.95 is not enough of a gain
+    assert [stopper.update(v) for v in (1.0, 0.95)] == [False, True]
+    stopper = EarlyStopping(patience=2)
+    assert [stopper.update(v) for v in (float("nan"), 1.0, float("nan"), float("nan"))] == [False, False, False, True]
+    restored = EarlyStopping(patience=2)
+    restored.load_state_dict(EarlyStopping(patience=2).state_dict())
+    assert restored.best is None and restored.bad_evals == 0
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(patience=0), r"`patience` should be an integer >= 1 .* but got int 0"),
+    (dict(patience=2, mode="maximum"), "`mode` should be 'min' .* or 'max' .* but got str 'maximum'"),
+    (dict(patience=2, min_delta=-0.1), "`min_delta` should be a number >= 0"),
+])
+def test_early_stopping_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        EarlyStopping(**kwargs)
+
+
+def scripted_eval(values, start=0):
+    """An eval_fn returning values[0], values[1], ... (from values[start])."""
+    calls = [start]
+
+    def eval_fn(model):
+        calls[0] += 1
+        return {"val_loss": values[calls[0] - 1], "val_accuracy": -values[calls[0] - 1]}
+    return eval_fn
+
+
+def weights_at(steps):
+    """A callback keeping a copy of the weights at the given steps."""
+    kept = {}
+
+    def callback(step, model, history):
+        if step in steps:
+            kept[step] = {k: v.clone() for k, v in model.state_dict().items()}
+    return kept, callback
+
+
+def same_weights(model, state):
+    return all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("metric, mode", [("val_loss", "min"), ("val_accuracy", "max")])
+def test_training_stops_at_the_right_step_and_restores_the_best_weights(corpus, metric, mode):
+    vocab_size, splits = corpus
+    model = tiny_gpt(vocab_size)
+    kept, callback = weights_at({4, 8})
+    config = quiet(steps=20, lr=1e-2, eval_every=2, early_stopping_patience=2, early_stopping_metric=metric,
+                   early_stopping_mode=mode)
+    history = train(model, config, make_get_batch(splits), gpt_loss,
+                    eval_fn=scripted_eval([1.0, 0.8, 0.9, 0.85, 0.1, 0.1]), callbacks=[callback])
+    assert (history.best_step, history.stopped_step) == (4, 8)          # evaluations at 2, 4, 6, 8: 0.8 is best
+    assert history.train[-1]["step"] == 8 and [r["step"] for r in history.eval] == [2, 4, 6, 8]
+    assert same_weights(model, kept[4]) and not same_weights(model, kept[8])
+
+
+def test_restore_best_off_keeps_the_last_weights_and_no_stop_still_restores(corpus):
+    vocab_size, splits = corpus
+    model = tiny_gpt(vocab_size)
+    kept, callback = weights_at({4, 8})
+    config = quiet(steps=20, lr=1e-2, eval_every=2, early_stopping_patience=2, restore_best=False)
+    history = train(model, config, make_get_batch(splits), gpt_loss,
+                    eval_fn=scripted_eval([1.0, 0.8, 0.9, 0.85]), callbacks=[callback])
+    assert history.stopped_step == 8 and same_weights(model, kept[8])
+    model = tiny_gpt(vocab_size)
+    kept, callback = weights_at({4, 6})
+    history = train(model, quiet(steps=6, lr=1e-2, eval_every=2, early_stopping_patience=5),
+                    make_get_batch(splits), gpt_loss, eval_fn=scripted_eval([1.0, 0.5, 0.7]), callbacks=[callback])
+    assert (history.best_step, history.stopped_step) == (4, None) and same_weights(model, kept[4])
+
+
+def test_early_stopping_survives_a_resume(corpus, tmp_path):
+    vocab_size, splits = corpus
+    values = [1.0, 0.8, 0.9, 0.85, 0.1]
+    common = dict(steps=20, lr=1e-2, eval_every=2, early_stopping_patience=2, seed=3)
+    full_model = tiny_gpt(vocab_size, seed=1)
+    full = train(full_model, quiet(**common), make_get_batch(splits), gpt_loss, eval_fn=scripted_eval(values))
+
+    path = tmp_path / "ckpt.pt"
+
+    def crash(step, model, history):
+        if step == 6:                                                   # after the best (4), before the stop (8)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_gpt(vocab_size, seed=1), quiet(**common, checkpoint_path=path, checkpoint_every=2),
+              make_get_batch(splits), gpt_loss, eval_fn=scripted_eval(values), callbacks=[crash])
+    done = len(load_checkpoint(path)["history"]["eval"])
+    resumed_model = tiny_gpt(vocab_size, seed=99)
+    resumed = train(resumed_model, quiet(**common, checkpoint_path=path, checkpoint_every=2),
+                    make_get_batch(splits), gpt_loss, eval_fn=scripted_eval(values, start=done))
+    assert (resumed.best_step, resumed.stopped_step) == (full.best_step, full.stopped_step) == (4, 8)
+    assert resumed.values("loss") == full.values("loss")
+    assert same_weights(resumed_model, full_model.state_dict())
+    assert load_checkpoint(path)["step"] == 8                           # saved when it stopped
+    calls = []                                                          # a stopped run resumes to nothing
+    again = train(tiny_gpt(vocab_size), quiet(**common, checkpoint_path=path), make_get_batch(splits), gpt_loss,
+                  eval_fn=scripted_eval(values), callbacks=[lambda *a: calls.append(a)])
+    assert calls == [] and again.stopped_step == 8
+
+
+def test_early_stopping_config_errors(corpus):
+    vocab_size, splits = corpus
+    with pytest.raises(ValueError, match="needs regular evaluations, but TrainConfig.eval_every is None"):
+        quiet(steps=4, early_stopping_patience=2)
+    with pytest.raises(ValueError, match="`mode` should be 'min'"):
+        quiet(steps=4, eval_every=2, early_stopping_patience=2, early_stopping_mode="up")
+    with pytest.raises(ValueError, match=r"early_stopping_metric is 'val_acc', but the evaluation returned only "
+                                         r"\['val_accuracy', 'val_loss'\]"):
+        train(tiny_gpt(vocab_size), quiet(steps=4, eval_every=2, early_stopping_patience=2,
+                                          early_stopping_metric="val_acc"),
+              make_get_batch(splits), gpt_loss, eval_fn=scripted_eval([1.0, 2.0]))
+    with pytest.raises(ValueError, match="Early stopping needs an evaluation every eval_every steps, but none ran"):
+        train(tiny_gpt(vocab_size), quiet(steps=4, eval_every=2, eval_batches=0, early_stopping_patience=2),
+              make_get_batch(splits), gpt_loss)
