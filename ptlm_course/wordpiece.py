@@ -21,7 +21,8 @@ import torch
 
 from .validation import describe
 
-__all__ = ["WordPieceTokenizer", "normalize", "pre_tokenize", "wordpiece_word", "SPECIAL_TOKENS"]
+__all__ = ["WordPieceTokenizer", "normalize", "pre_tokenize", "wordpiece_word", "SPECIAL_TOKENS",
+           "train_wordpiece_vocab", "ASCII_ALPHABET"]
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 _CJK_RANGES = (
@@ -293,3 +294,100 @@ def _truncate(a: list[int], b: list[int] | None, budget: int) -> tuple[list[int]
             long = budget - short
     n_a, n_b = (long, short) if len(a) > len(b) else (short, long)
     return a[:n_a], b[:n_b]
+
+
+# --------------------------------------------------------------------------------------------------
+# Training a WordPiece vocabulary
+# --------------------------------------------------------------------------------------------------
+# Like Hugging Face's WordPieceTrainer, we learn the vocabulary with BPE-style merges on word counts:
+# every word starts as its characters ("love" -> l ##o ##v ##e), and the most frequent pair of adjacent
+# pieces is merged again and again ("##v" + "##e" -> "##ve", "l" + "##o" -> "lo", ...) until the
+# vocabulary is full. The tokenizer then splits greedily, longest piece first (``wordpiece_word``).
+
+ASCII_ALPHABET = "".join(chr(c) for c in range(33, 127)).lower()   # what plain English text can contain
+
+
+def _merge_pieces(a: str, b: str) -> str:
+    return a + (b[2:] if b.startswith("##") else b)
+
+
+def train_wordpiece_vocab(texts, vocab_size: int, min_frequency: int = 2, lowercase: bool = True,
+                          alphabet: str = ASCII_ALPHABET) -> list[str]:
+    """Learn a WordPiece vocabulary (a list of tokens, index = id) from ``texts`` (a list of strings).
+
+    The vocabulary is: the special tokens ([PAD]=0, [UNK], [CLS], [SEP], [MASK]), every character of the
+    corpus and of ``alphabet`` (both as a word start ``c`` and as a continuation ``##c``; punctuation only
+    as ``c``, since the tokenizer always splits it off), then merged pieces in the order they were learned.
+    Merging stops at ``vocab_size`` tokens or when no pair occurs ``min_frequency`` times.
+    Deterministic: ties go to the pair that sorts first. Text is normalised and pre-tokenized exactly as
+    :class:`WordPieceTokenizer` does, so ``WordPieceTokenizer(vocab)`` never needs [UNK] for the corpus.
+    """
+    import heapq
+    from collections import Counter
+
+    if isinstance(texts, str) or not isinstance(texts, Sequence) or not all(isinstance(t, str) for t in texts):
+        raise TypeError(f"`texts` should be a list of strings, but got {describe(texts)}.")
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size <= len(SPECIAL_TOKENS):
+        raise ValueError(f"`vocab_size` should be an int > {len(SPECIAL_TOKENS)} (room beyond the special tokens), "
+                         f"but got {describe(vocab_size)}.")
+    if isinstance(min_frequency, bool) or not isinstance(min_frequency, int) or min_frequency < 1:
+        raise ValueError(f"`min_frequency` should be an int >= 1, but got {describe(min_frequency)}.")
+
+    word_counts = Counter(w for text in texts for w in pre_tokenize(normalize(text, lowercase)))
+    chars = sorted(set(normalize(alphabet, lowercase).replace(" ", "")) | {c for w in word_counts for c in w})
+    vocab = list(SPECIAL_TOKENS)
+    vocab += [c for c in chars]
+    vocab += ["##" + c for c in chars if not _is_punctuation(c)]
+    if len(vocab) > vocab_size:
+        raise ValueError(f"`vocab_size` = {vocab_size} is too small: the special tokens and the characters alone "
+                         f"need {len(vocab)} entries.")
+
+    words = sorted(word_counts)                                        # a fixed order: deterministic
+    counts = [word_counts[w] for w in words]
+    splits = [[w[0]] + ["##" + c for c in w[1:]] for w in words]       # each word as a list of pieces
+    pair_counts: Counter = Counter()
+    where: dict[tuple[str, str], set[int]] = {}                        # pair -> the words that contain it
+    for i, pieces in enumerate(splits):
+        for pair in zip(pieces, pieces[1:]):
+            pair_counts[pair] += counts[i]
+            where.setdefault(pair, set()).add(i)
+    heap = [(-n, pair) for pair, n in pair_counts.items()]             # most frequent first, then by pair
+    heapq.heapify(heap)
+
+    known = set(vocab)
+    while len(vocab) < vocab_size and heap:
+        n, pair = heapq.heappop(heap)
+        if -n != pair_counts.get(pair, 0):
+            continue                                                   # a stale entry: the count changed
+        if -n < min_frequency:
+            break
+        new = _merge_pieces(*pair)
+        if new not in known:
+            vocab.append(new)
+            known.add(new)
+        changed: Counter = Counter()
+        for i in where.pop(pair):                                      # re-split only the words with the pair
+            old = splits[i]
+            for p in zip(old, old[1:]):
+                changed[p] -= counts[i]
+            merged, k = [], 0
+            while k < len(old):
+                if k + 1 < len(old) and (old[k], old[k + 1]) == pair:
+                    merged.append(new)
+                    k += 2
+                else:
+                    merged.append(old[k])
+                    k += 1
+            splits[i] = merged
+            for p in zip(merged, merged[1:]):
+                changed[p] += counts[i]
+                where.setdefault(p, set()).add(i)
+        for p, delta in changed.items():
+            if delta:
+                pair_counts[p] += delta
+                if pair_counts[p] > 0:
+                    heapq.heappush(heap, (-pair_counts[p], p))
+                else:
+                    del pair_counts[p]
+        pair_counts.pop(pair, None)
+    return vocab

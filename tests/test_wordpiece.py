@@ -184,3 +184,89 @@ def test_bad_input_is_explained(ours, tmp_path):
     (tmp_path / "vocab.txt").write_text("a\nb\n")
     with pytest.raises(ValueError, match=r"lacks \['\[PAD\]'"):
         WordPieceTokenizer.from_vocab_file(tmp_path / "vocab.txt")
+
+
+# ------------------------------------------------------------------------------------------------
+# Training a WordPiece vocabulary
+# ------------------------------------------------------------------------------------------------
+from ptlm_course.data import load_play  # noqa: E402
+from ptlm_course.wordpiece import ASCII_ALPHABET, SPECIAL_TOKENS, train_wordpiece_vocab  # noqa: E402
+
+TOY = ["low low low low lower lower newest newest newest widest", "Newest! lowest, low."]
+
+
+@pytest.fixture(scope="module")
+def play_texts():
+    return [s.text for name in ("hamlet", "macbeth", "twelfth-night") for s in load_play(name).speeches]
+
+
+def test_trained_vocab_starts_with_specials_then_characters():
+    vocab = train_wordpiece_vocab(TOY, 200)
+    assert vocab[:5] == list(SPECIAL_TOKENS) and vocab[0] == "[PAD]"
+    assert len(vocab) == len(set(vocab)), "no token twice"
+    for c in set(ASCII_ALPHABET):
+        assert c in vocab
+        if c.isalnum():
+            assert "##" + c in vocab
+    assert "##!" not in vocab and "##," not in vocab, "punctuation is always split off, so it never continues a word"
+
+
+def test_first_merges_are_the_most_frequent_pairs():
+    vocab = train_wordpiece_vocab(TOY, 200)
+    merged = [t for t in vocab[5:] if len(t.removeprefix("##")) > 1]
+    # "##o ##w" and "l ##o" both occur 8 times (low x5, lower x2, lowest); the tie goes to the pair that sorts
+    # first ("##o" < "l"), then "l ##ow" occurs 8 times and becomes "low"
+    assert merged[:2] == ["##ow", "low"], merged[:6]
+    assert "newest" in vocab and "widest" not in vocab, "widest occurs once"
+
+
+def test_training_is_deterministic_and_ignores_text_order(play_texts):
+    a = train_wordpiece_vocab(play_texts, 800)
+    assert a == train_wordpiece_vocab(play_texts, 800)
+    assert a == train_wordpiece_vocab(list(reversed(play_texts)), 800)
+    assert len(a) == 800
+
+
+def test_min_frequency_stops_merging():
+    vocab = train_wordpiece_vocab(["abc abc xyz"], 1000, min_frequency=2, alphabet="")
+    assert vocab[-2:] == ["##bc", "abc"], vocab[-4:]
+    assert not any(t in vocab for t in ("xy", "##yz", "xyz")), "pairs seen once are not merged"
+    assert len(vocab) < 1000
+
+
+def test_trained_tokenizer_covers_its_corpus_and_plain_english(play_texts):
+    tok = WordPieceTokenizer(train_wordpiece_vocab(play_texts, 1000))
+    for text in play_texts + ["The movie's 2nd half ($5 ticket, 90% fun) is great: 10/10 #wow @home ~ {ok}"]:
+        words = pre_tokenize(normalize(text))
+        pieces = tok.tokenize(text)
+        assert tok.unk_token not in pieces, text
+        # round trip: gluing the pieces back gives the words
+        assert " ".join(pieces).replace(" ##", "").split() == words, text
+    assert tok.tokenize("to be or not to be") == ["to", "be", "or", "not", "to", "be"]
+
+
+def test_close_to_hugging_face_wordpiece_trainer(play_texts):
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    hf_tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    hf_tok.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True)
+    hf_tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    hf_tok.train_from_iterator(play_texts, trainers.WordPieceTrainer(
+        vocab_size=1500, min_frequency=2, special_tokens=list(SPECIAL_TOKENS), show_progress=False))
+    theirs = {t for t in hf_tok.get_vocab() if len(t.removeprefix("##")) > 1}      # the merged pieces
+    ours = {t for t in train_wordpiece_vocab(play_texts, 1500, alphabet="") if len(t.removeprefix("##")) > 1}
+    # both merge the most frequent pair first; only the tie-breaking differs, so nearly all pieces agree
+    assert len(ours & theirs) / len(theirs) > 0.9, (sorted(theirs - ours)[:20], sorted(ours - theirs)[:20])
+
+
+def test_training_bad_input_is_explained():
+    with pytest.raises(TypeError, match="list of strings, but got str"):
+        train_wordpiece_vocab("just one string", 100)
+    with pytest.raises(TypeError, match="list of strings"):
+        train_wordpiece_vocab(["ok", 3], 100)
+    with pytest.raises(ValueError, match="vocab_size` should be an int > 5"):
+        train_wordpiece_vocab(TOY, 5)
+    with pytest.raises(ValueError, match="too small: the special tokens and the characters alone need"):
+        train_wordpiece_vocab(TOY, 50)
+    with pytest.raises(ValueError, match="min_frequency"):
+        train_wordpiece_vocab(TOY, 200, min_frequency=0)
