@@ -83,3 +83,10 @@ def test_readme_lists_every_notebook():
     readme = (ROOT / "README.md").read_text()
     for path in LESSONS:
         assert f"notebooks/{path.name}" in readme, f"README's table of contents misses {path.name}"
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_notebooks_name_their_kernel(path):
+    """Without a kernelspec JupyterLab (and Colab) ask the student to pick a kernel before anything runs."""
+    kernelspec = nbformat.read(path, as_version=4).metadata.get("kernelspec", {})
+    assert kernelspec.get("name") == "python3" and kernelspec.get("language") == "python", kernelspec

@@ -10,8 +10,12 @@ import nbformat
 from nbclient import NotebookClient
 
 
+KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+
+
 def execute(path: Path) -> float:
     nb = nbformat.read(path, as_version=4)
+    nb.metadata["kernelspec"] = KERNELSPEC      # so JupyterLab opens it without asking for a kernel
     start = time.perf_counter()
     NotebookClient(nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
     elapsed = time.perf_counter() - start
