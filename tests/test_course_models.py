@@ -133,6 +133,14 @@ def test_the_full_recipes_compare_like_with_like():
     assert cm.bert_recipe("small").steps < bert.steps
 
 
+def test_the_bert_recipe_sets_the_initial_weight_scale():
+    for std in (0.02, 0.05):
+        model = cm.build_bert(replace(cm.bert_recipe("small"), initializer_range=std), vocab_size=500)
+        assert model.config.initializer_range == std
+        weights = torch.cat([p.flatten() for p in model.parameters() if p.dim() == 2])   # every weight matrix
+        assert abs(weights.std().item() - std) < 0.1 * std, (std, weights.std().item())
+
+
 def test_bad_arguments_are_explained():
     with pytest.raises(ValueError, match="`budget` should be None .* or one of small, full, but got str 'medium'"):
         cm.course_bert(budget="medium")
