@@ -7,6 +7,7 @@ Shapes: ``B`` batch, ``T`` positions, ``C`` hidden size, ``V`` vocabulary size.
     pooled      = tanh(Linear(hidden[:, 0]))                     the [CLS] position summarises the input
     MLM head    = Linear, GELU, LayerNorm, then the word embeddings again (tied) + a bias -> (B, T, V)
     NSP head    = Linear(pooled) -> (B, 2)                       "is sentence B the real next sentence?"
+    classifier  = Linear(pooled, or the mean of the real tokens' hidden states) -> (B, num_labels)
 
 ``from_pretrained`` loads Hugging Face BERT checkpoints (``config.json`` + ``model.safetensors`` or
 ``pytorch_model.bin``); the tests show the outputs equal ``transformers``' own to 1e-5.
@@ -27,7 +28,7 @@ from .validation import describe, expect_ids_in_vocab, expect_tensor
 
 __all__ = [
     "BertConfig", "BertOutput", "PreTrainingOutput", "ClassificationOutput",
-    "BertEmbeddings", "BERT", "BertForPreTraining", "BertForSequenceClassification", "load_minilm",
+    "BertEmbeddings", "BERT", "BertForPreTraining", "BertForSequenceClassification", "mean_pool", "load_minilm",
 ]
 
 
@@ -270,17 +271,33 @@ class BertForPreTraining(nn.Module):
         return _load_into(cls(config), state, path, strict)
 
 
-class BertForSequenceClassification(nn.Module):
-    """BERT + dropout + a linear classifier on the pooled [CLS] output.
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The average of the real tokens' hidden states: (B, T, C) -> (B, C); padding (mask 0) is left out."""
+    if attention_mask is None:
+        return hidden.mean(dim=1)
+    weights = attention_mask.to(hidden.dtype).unsqueeze(-1)                   # (B, T, 1)
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)  # (B, C)
 
+
+POOLINGS = ("cls", "mean")
+
+
+class BertForSequenceClassification(nn.Module):
+    """BERT + dropout + a linear classifier on one vector per sequence.
+
+    ``pooling="cls"`` (BERT's choice): the pooled [CLS] output, tanh(Linear(hidden[:, 0])).
+    ``pooling="mean"`` (Sentence-BERT's and MiniLM's): the average of the real tokens' last hidden states.
     ``num_labels == 1`` is regression (mean squared error); otherwise cross-entropy on class ids.
     """
 
-    def __init__(self, config: BertConfig, num_labels: int = 2):
+    def __init__(self, config: BertConfig, num_labels: int = 2, pooling: str = "cls"):
         super().__init__()
         if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels <= 0:
             raise ValueError(f"`num_labels` should be a positive integer, but got {describe(num_labels)}.")
-        self.config, self.num_labels = config, num_labels
+        if pooling not in POOLINGS:
+            raise ValueError(f"`pooling` should be one of {', '.join(map(repr, POOLINGS))}, "
+                             f"but got {describe(pooling)}.")
+        self.config, self.num_labels, self.pooling = config, num_labels, pooling
         self.bert = BERT(config)
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(config.hidden_size, num_labels)
@@ -289,7 +306,11 @@ class BertForSequenceClassification(nn.Module):
     def forward(self, input_ids, token_type_ids=None, attention_mask=None,
                 labels: torch.Tensor | None = None) -> ClassificationOutput:
         """labels: (B,) class ids, or (B,) floats when num_labels == 1."""
-        pooled = self.bert(input_ids, token_type_ids, attention_mask).pooled          # (B, C)
+        out = self.bert(input_ids, token_type_ids, attention_mask)
+        if self.pooling == "cls":
+            pooled = out.pooled                                                       # (B, C)
+        else:
+            pooled = mean_pool(out.last_hidden_state, attention_mask)                 # (B, C)
         logits = self.classifier(self.dropout(pooled))                                # (B, num_labels)
         loss = None
         if labels is not None:
@@ -306,8 +327,8 @@ class BertForSequenceClassification(nn.Module):
         return ClassificationOutput(logits, loss)
 
     @classmethod
-    def from_pretrained(cls, path, num_labels: int | None = None,
-                        strict: bool = True) -> "BertForSequenceClassification":
+    def from_pretrained(cls, path, num_labels: int | None = None, strict: bool = True,
+                        pooling: str = "cls") -> "BertForSequenceClassification":
         """``num_labels`` defaults to the number of labels in config.json (``id2label``), else 2.
 
         To start fine-tuning from a checkpoint without a classifier, pass ``strict=False``: the missing
@@ -316,7 +337,7 @@ class BertForSequenceClassification(nn.Module):
         config, state, hf = _read_checkpoint(path)
         if num_labels is None:
             num_labels = len(hf.get("id2label") or {}) or 2
-        return _load_into(cls(config, num_labels), state, path, strict)
+        return _load_into(cls(config, num_labels, pooling), state, path, strict)
 
 
 def _expect_labels(labels, shape: tuple, name: str, n_classes: int, layout: str) -> None:

@@ -179,10 +179,14 @@ def _check_encoded(data, name: str) -> int:
     return len(data["labels"])
 
 
+_SEQUENCE_KEYS = ("input_ids", "token_type_ids", "attention_mask")     # (N, T): cut to the batch's length
+
+
 def _select(data: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The rows of every tensor, with the columns cut to the batch's longest real sequence."""
+    """The rows of every tensor, the token columns cut to the batch's longest real sequence (other
+    per-example tensors, e.g. a teacher's (N, K) logits, keep all their columns)."""
     T = int(data["attention_mask"][rows].sum(dim=1).max())
-    return {k: (v[rows, :T] if v.dim() == 2 else v[rows]) for k, v in data.items()}
+    return {k: (v[rows, :T] if k in _SEQUENCE_KEYS else v[rows]) for k, v in data.items()}
 
 
 def make_get_batch(train_data: dict, val_data: dict | None = None, batch_size: int = 32) -> Callable:

@@ -163,6 +163,38 @@ def test_sequence_classification_matches_transformers(tmp_path):
         assert ours(ids, types, mask).loss is None
 
 
+def test_mean_pooling_classifier_averages_the_real_tokens_only(tmp_path):
+    """pooling="mean": each row's logits equal the classifier on the average of that row's own hidden states,
+    computed one unpadded sequence at a time; extra padding changes nothing."""
+    torch.manual_seed(0)
+    config = BertConfig.from_hf_config(TINY_HF)
+    model = BertForSequenceClassification(config, num_labels=3, pooling="mean").eval()
+    ids, types, mask = tiny_batch(seed=3)
+    with torch.no_grad():
+        logits = model(ids, types, mask).logits                                       # (B, 3)
+        for b in range(len(ids)):
+            n = int(mask[b].sum())
+            hidden = model.bert(ids[b:b + 1, :n], types[b:b + 1, :n]).last_hidden_state   # (1, n, C)
+            assert max_diff(logits[b], model.classifier(hidden[0].mean(dim=0))) < TOL
+        padded = model(torch.cat([ids, torch.zeros(3, 4, dtype=torch.long)], 1),
+                       torch.cat([types, torch.ones(3, 4, dtype=torch.long)], 1),
+                       torch.cat([mask, torch.zeros(3, 4, dtype=torch.long)], 1)).logits
+    assert max_diff(padded, logits) < TOL
+    cls_model = BertForSequenceClassification(config, num_labels=3)
+    cls_model.load_state_dict(model.state_dict())                  # same weights, BERT's [CLS] pooling
+    with torch.no_grad():
+        assert max_diff(cls_model(ids, types, mask).logits, logits) > 1e-3   # a different function
+
+
+def test_pooling_is_checked_and_reaches_from_pretrained(hf_pretraining, tmp_path):
+    with pytest.raises(ValueError, match=r"`pooling` should be one of 'cls', 'mean', but got str 'max'"):
+        BertForSequenceClassification(BertConfig.from_hf_config(TINY_HF), pooling="max")
+    directory = save_both_formats(hf_pretraining, tmp_path)[0]
+    model = BertForSequenceClassification.from_pretrained(directory, num_labels=2, strict=False, pooling="mean")
+    assert model.pooling == "mean"
+    assert torch.equal(model.bert.embeddings.word.weight, hf_pretraining.bert.embeddings.word_embeddings.weight)
+
+
 def test_classifier_from_a_pretraining_checkpoint_needs_strict_false(hf_pretraining, tmp_path):
     directory = save_both_formats(hf_pretraining, tmp_path)[0]
     with pytest.raises(ValueError, match=r"missing .*classifier\.weight.*\n.*unexpected .*: \[\]"):

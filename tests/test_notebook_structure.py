@@ -85,6 +85,14 @@ def test_readme_lists_every_notebook():
         assert f"notebooks/{path.name}" in readme, f"README's table of contents misses {path.name}"
 
 
+def test_readme_describes_every_package_module():
+    """README's map of the package names each module, so a new one is never left out of it."""
+    readme = (ROOT / "README.md").read_text()
+    for module in sorted((ROOT / "ptlm_course").glob("*.py")):
+        if module.name not in ("__init__.py", "__main__.py"):
+            assert f"\n  {module.name} " in readme, f"README's package layout does not describe {module.name}"
+
+
 @pytest.mark.parametrize("path", ALL, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_notebooks_name_their_kernel(path):
     """Without a kernelspec JupyterLab (and Colab) ask the student to pick a kernel before anything runs."""
