@@ -1,0 +1,21 @@
+"""The side study in tools/ keeps running against the package (a tiny setting; its accuracies mean nothing)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_transfer_study_runs_end_to_end_and_reports_every_comparison(tmp_path):
+    out = tmp_path / "study.json"
+    command = [sys.executable, "tools/transfer_study.py", "--reviews", "60", "--steps", "4", "--seeds", "1",
+               "--finetune-steps", "8", "--json", str(out)]
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "held-out MLM accuracy" in proc.stdout
+    report = json.loads(out.read_text())
+    assert report["pretraining"]["tokens"] > 0
+    runs = {(r["labels"], r["pooling"], r["start"]): r["test_accuracy"] for r in report["results"]}
+    assert set(runs) == {(f, p, s) for f in (1.0, 0.1) for p in ("mean", "cls") for s in ("scratch", "pretrained")}
+    assert all(len(accs) == 1 and 0.0 <= accs[0] <= 1.0 for accs in runs.values())
