@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from ptlm_course import metrics
 from ptlm_course.bert import BertConfig, BertForPreTraining, BertForSequenceClassification
-from ptlm_course.course_models import bert_recipe, course_bert
+from ptlm_course.course_models import bert_recipe, build_bert, course_bert
 from ptlm_course.data import sentiment_splits
 from ptlm_course.finetuning import classification_loss_fn, encode_examples, make_eval_fn, make_get_batch, predict
 from ptlm_course.pretraining_data import IGNORE_INDEX, mask_tokens
@@ -39,6 +39,7 @@ MAX_LENGTH = 64
 
 def review_bert(n_reviews: int, steps: int, seed: int = 0) -> tuple[BertForPreTraining, WordPieceTokenizer, dict]:
     """The course BERT's architecture and optimiser, pretrained with masked LM on IMDb review text."""
+    recipe = replace(bert_recipe("full"), steps=steps, seed=seed)     # size, lr, batch, masking: the course's
     texts = [e.text for e in sentiment_splits("imdb")["train"][:n_reviews]]
     tok = WordPieceTokenizer(train_wordpiece_vocab(texts, 4000))
     ids: list[int] = []
@@ -49,11 +50,12 @@ def review_bert(n_reviews: int, steps: int, seed: int = 0) -> tuple[BertForPreTr
     streams = {"train": corpus[:-n_val], "val": corpus[-n_val:]}
 
     def get_batch(split: str, generator: torch.Generator) -> dict:
-        stream, B = streams[split], 32
-        starts = torch.randint(len(stream) - MAX_LENGTH + 2, (B,), generator=generator)
-        body = torch.stack([stream[s:s + MAX_LENGTH - 2] for s in starts])                 # (B, T-2)
+        stream, B, T = streams[split], recipe.batch_size, recipe.max_length
+        starts = torch.randint(len(stream) - T + 2, (B,), generator=generator)
+        body = torch.stack([stream[s:s + T - 2] for s in starts])                             # (B, T-2)
         x = torch.cat([torch.full((B, 1), tok.cls_id), body, torch.full((B, 1), tok.sep_id)], 1)   # (B, T)
-        masked, labels = mask_tokens(x, tok.special_ids, tok.vocab_size, tok.mask_id, 0.15, generator=generator)
+        masked, labels = mask_tokens(x, tok.special_ids, tok.vocab_size, tok.mask_id, recipe.mask_prob,
+                                     generator=generator)
         return {"input_ids": masked, "token_type_ids": torch.zeros_like(x), "attention_mask": torch.ones_like(x),
                 "mlm_labels": labels}
 
@@ -63,15 +65,12 @@ def review_bert(n_reviews: int, steps: int, seed: int = 0) -> tuple[BertForPreTr
         logits, labels = model.mlm_head(hidden[chosen]), batch["mlm_labels"][chosen]
         return F.cross_entropy(logits, labels), {"mlm_acc": metrics.masked_accuracy(logits, labels)}
 
-    config = BertConfig(vocab_size=tok.vocab_size, hidden_size=128, num_layers=2, num_heads=4, intermediate_size=512,
-                        max_position_embeddings=MAX_LENGTH, dropout=0.0, attention_dropout=0.0,
-                        initializer_range=0.05)                  # as the course BERT's recipe
-    torch.manual_seed(seed)
-    model = BertForPreTraining(config)
+    model = build_bert(recipe, tok.vocab_size)                  # seeded with `seed`
     started = time.perf_counter()
-    history = train(model, TrainConfig(steps=steps, lr=2e-3, warmup_steps=min(150, steps // 10), weight_decay=0.01,
-                                       eval_every=max(1, steps // 5), eval_batches=20, seed=seed, progress=False),
-                    get_batch, mlm_loss)
+    config = TrainConfig(steps=steps, lr=recipe.lr, warmup_steps=min(recipe.warmup_steps, steps // 10),
+                         weight_decay=recipe.weight_decay, eval_every=max(1, steps // 5), eval_batches=20, seed=seed,
+                         progress=False)
+    history = train(model, config, get_batch, mlm_loss)
     info = {"tokens": len(corpus), "seconds": time.perf_counter() - started, "final": history.eval[-1]}
     return model.eval(), tok, info
 
