@@ -8,6 +8,7 @@ Shapes: ``B`` batch, ``T`` positions, ``C`` hidden size, ``V`` vocabulary size.
     MLM head    = Linear, GELU, LayerNorm, then the word embeddings again (tied) + a bias -> (B, T, V)
     NSP head    = Linear(pooled) -> (B, 2)                       "is sentence B the real next sentence?"
     classifier  = Linear(pooled, or the mean of the real tokens' hidden states) -> (B, num_labels)
+    tagger      = Linear(hidden) at every position -> (B, T, num_labels)   token classification
 
 ``from_pretrained`` loads Hugging Face BERT checkpoints (``config.json`` + ``model.safetensors`` or
 ``pytorch_model.bin``); the tests show the outputs equal ``transformers``' own to 1e-5.
@@ -28,7 +29,8 @@ from .validation import describe, expect_ids_in_vocab, expect_tensor
 
 __all__ = [
     "BertConfig", "BertOutput", "PreTrainingOutput", "ClassificationOutput",
-    "BertEmbeddings", "BERT", "BertForPreTraining", "BertForSequenceClassification", "mean_pool", "load_minilm",
+    "BertEmbeddings", "BERT", "BertForPreTraining", "BertForSequenceClassification", "BertForTokenClassification", "mean_pool",
+    "load_minilm",
 ]
 
 
@@ -212,7 +214,7 @@ class PreTrainingOutput(NamedTuple):
 
 
 class ClassificationOutput(NamedTuple):
-    logits: torch.Tensor                   # (B, num_labels)
+    logits: torch.Tensor                   # (B, num_labels); (B, T, num_labels) for token classification
     loss: torch.Tensor | None              # scalar, when labels were given
 
 
@@ -338,6 +340,45 @@ class BertForSequenceClassification(nn.Module):
         if num_labels is None:
             num_labels = len(hf.get("id2label") or {}) or 2
         return _load_into(cls(config, num_labels, pooling), state, path, strict)
+
+
+class BertForTokenClassification(nn.Module):
+    """BERT + dropout + a linear classifier at every position: one label per token (tagging).
+
+    Labels are (B, T) class ids; -100 marks positions without a label (padding, special tokens, the second
+    and later pieces of a word), which the loss skips. Names match Hugging Face's ``BertForTokenClassification``.
+    """
+
+    def __init__(self, config: BertConfig, num_labels: int = 2):
+        super().__init__()
+        if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 2:
+            raise ValueError(f"`num_labels` should be an integer >= 2, but got {describe(num_labels)}.")
+        self.config, self.num_labels = config, num_labels
+        self.bert = BERT(config, add_pooler=False)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.hidden_size, num_labels)
+        _init_weights(self.classifier, config.initializer_range)
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None,
+                labels: torch.Tensor | None = None) -> ClassificationOutput:
+        """labels: (B, T) class ids, -100 = no label here."""
+        hidden = self.bert(input_ids, token_type_ids, attention_mask).last_hidden_state     # (B, T, C)
+        logits = self.classifier(self.dropout(hidden))                                     # (B, T, K)
+        loss = None
+        if labels is not None:
+            _expect_labels(labels, tuple(input_ids.shape), "labels", self.num_labels, "(B, T)")
+            loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+        return ClassificationOutput(logits, loss)
+
+    @classmethod
+    def from_pretrained(cls, path, num_labels: int | None = None,
+                        strict: bool = True) -> "BertForTokenClassification":
+        """Like :meth:`BertForSequenceClassification.from_pretrained`; a checkpoint's pooler is skipped."""
+        config, state, hf = _read_checkpoint(path)
+        if num_labels is None:
+            num_labels = len(hf.get("id2label") or {}) or 2
+        state = {k: v for k, v in state.items() if not _strip_prefix(k).startswith("pooler.")}
+        return _load_into(cls(config, num_labels), state, path, strict)
 
 
 def _expect_labels(labels, shape: tuple, name: str, n_classes: int, layout: str) -> None:

@@ -364,16 +364,22 @@ def _cached(name: str, budget: str, recipe, build: Callable, empty_model: Callab
         if folder.is_dir():
             try:
                 model, info = _load(folder, empty_model)
-                print(f"Loaded the course {name.upper()} ({budget} budget) from the cache: {folder}")
+                print(f"Loaded the course {name.upper()} ({budget} budget) from the course cache: {_shown(folder)}")
                 return model, info
             except Exception as error:                         # noqa: BLE001 - any damage means: rebuild
                 print(f"The cached {name.upper()} in {folder} cannot be read ({type(error).__name__}: {error}); "
                       "training it again.")
                 shutil.rmtree(folder, ignore_errors=True)
-        print(f"Training the course {name.upper()} ({budget} budget); it is saved to {folder} for next time.")
+        print(f"Training the course {name.upper()} ({budget} budget); it is saved to the course cache "
+              f"({_shown(folder)}) for next time.")
         model, history, seconds = build()
         info = _store(folder, key, name, budget, recipe, model, history, seconds, model_config, tokenizer)
     return model.cpu().eval(), {**info, "loaded_from_cache": False}
+
+
+def _shown(folder: Path) -> str:
+    """A cached folder as notebooks print it: relative to ``cache_dir()`` (no machine paths in stored outputs)."""
+    return str(folder.relative_to(cache_dir()))
 
 
 def _store(folder: Path, key: str, name: str, budget: str, recipe, model, history: History, seconds: float,

@@ -9,6 +9,13 @@ data pipeline that notebooks 09-14 share with :func:`ptlm_course.training.train`
 It works for :class:`~ptlm_course.bert.BertForSequenceClassification` (input_ids, token_type_ids,
 attention_mask) and :class:`~ptlm_course.gpt.GPTForSequenceClassification` (no token types; padding on
 the right, which both tokenizers' batches use).
+
+Token classification (one label per word, :class:`~ptlm_course.bert.BertForTokenClassification`) uses the
+same batches with (N, T) labels:
+
+    data  = encode_tagged(examples, tokenizer, max_length=64)    # examples: (words, word_labels) pairs
+    train(model, config, make_get_batch(data, val_data), token_classification_loss_fn)
+    preds = predict_tags(model, encode_tagged(test_examples, ...))  # (N, T), -100 where no label
 """
 from __future__ import annotations
 
@@ -24,6 +31,7 @@ from .validation import describe
 __all__ = [
     "freeze", "unfreeze", "freeze_encoder", "count_parameters", "parameter_summary",
     "encode_examples", "make_get_batch", "classification_loss_fn", "predict", "make_eval_fn",
+    "encode_tagged", "token_classification_loss_fn", "predict_tags",
 ]
 
 
@@ -183,10 +191,11 @@ _SEQUENCE_KEYS = ("input_ids", "token_type_ids", "attention_mask")     # (N, T):
 
 
 def _select(data: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The rows of every tensor, the token columns cut to the batch's longest real sequence (other
-    per-example tensors, e.g. a teacher's (N, K) logits, keep all their columns)."""
+    """The rows of every tensor, the token columns cut to the batch's longest real sequence (token labels
+    (N, T) too; other per-example tensors, e.g. a teacher's (N, K) logits, keep all their columns)."""
     T = int(data["attention_mask"][rows].sum(dim=1).max())
-    return {k: (v[rows, :T] if k in _SEQUENCE_KEYS else v[rows]) for k, v in data.items()}
+    per_token = set(_SEQUENCE_KEYS) | ({"labels"} if data["labels"].dim() == 2 else set())
+    return {k: (v[rows, :T] if k in per_token else v[rows]) for k, v in data.items()}
 
 
 def make_get_batch(train_data: dict, val_data: dict | None = None, batch_size: int = 32) -> Callable:
@@ -264,3 +273,86 @@ def make_eval_fn(encoded: dict, batch_size: int = 128) -> Callable[[nn.Module], 
         return {"val_loss": loss, "val_accuracy": (probs.argmax(-1) == labels).float().mean().item()}
 
     return eval_fn
+
+
+# --------------------------------------------------------------------------------------------------
+# Token classification: one label per word
+# --------------------------------------------------------------------------------------------------
+
+def _check_tagged(examples) -> None:
+    if isinstance(examples, (str, bytes)) or not isinstance(examples, Sequence) or len(examples) == 0:
+        raise TypeError(f"`examples` should be a non-empty list of (words, labels) pairs, but got {describe(examples)}.")
+    for i, ex in enumerate(examples):
+        ok = isinstance(ex, (tuple, list)) and len(ex) == 2 and isinstance(ex[0], (list, tuple))
+        if not ok or len(ex[0]) != len(ex[1]) or not all(isinstance(w, str) for w in ex[0]) \
+                or any(isinstance(k, bool) or not isinstance(k, int) or k < 0 for k in ex[1]):
+            raise TypeError(f"`examples[{i}]` should be (words, labels): a list of strings and as many label "
+                            f"ids (ints >= 0), but got {describe(ex)}.")
+
+
+def encode_tagged(examples, tokenizer, max_length: int) -> dict[str, torch.Tensor]:
+    """Tokenize (words, word_labels) examples for token classification: ``input_ids``, ``token_type_ids``,
+    ``attention_mask`` and ``labels``, all (N, T), padded on the right.
+
+    A word may become several WordPiece pieces; its label goes on the *first* piece and the others get -100
+    (no loss, no score), as do [CLS], [SEP] and padding. Words that do not fit in ``max_length`` are cut.
+    """
+    _check_tagged(examples)
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 3:
+        raise ValueError(f"`max_length` should be an integer >= 3, but got {describe(max_length)}.")
+    if not hasattr(tokenizer, "tokenize") or not hasattr(tokenizer, "cls_id"):
+        raise TypeError(f"`tokenizer` should be a WordPieceTokenizer, but got {describe(tokenizer)}.")
+    rows, row_labels = [], []
+    for words, labels in examples:
+        ids, tags = [tokenizer.cls_id], [-100]
+        for word, label in zip(words, labels):
+            pieces = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(word))
+            if len(ids) + len(pieces) > max_length - 1:
+                break
+            ids += pieces
+            tags += [label] + [-100] * (len(pieces) - 1)
+        rows.append(ids + [tokenizer.sep_id])
+        row_labels.append(tags + [-100])
+    T = max(len(r) for r in rows)
+    data = {"input_ids": torch.full((len(rows), T), tokenizer.pad_id, dtype=torch.long),     # (N, T)
+            "token_type_ids": torch.zeros((len(rows), T), dtype=torch.long),
+            "attention_mask": torch.zeros((len(rows), T), dtype=torch.long),
+            "labels": torch.full((len(rows), T), -100, dtype=torch.long)}
+    for i, (ids, tags) in enumerate(zip(rows, row_labels)):
+        data["input_ids"][i, :len(ids)] = torch.tensor(ids)
+        data["attention_mask"][i, :len(ids)] = 1
+        data["labels"][i, :len(tags)] = torch.tensor(tags)
+    return data
+
+
+def token_classification_loss_fn(model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
+    """``loss_fn`` for :func:`~ptlm_course.training.train`: cross-entropy over the labelled positions."""
+    logits = model(batch["input_ids"], batch.get("token_type_ids"), batch["attention_mask"]).logits   # (B, T, K)
+    labels = batch["labels"]                                                                       # (B, T)
+    loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+    keep = labels != -100
+    accuracy = (logits.argmax(dim=-1)[keep] == labels[keep]).float().mean()
+    return loss, {"accuracy": accuracy.detach()}
+
+
+@torch.no_grad()
+def predict_tags(model: nn.Module, encoded: dict, batch_size: int = 256) -> torch.Tensor:
+    """Predicted label ids (N, T) on the CPU, -100 wherever ``encoded["labels"]`` is -100 (pieces after a
+    word's first, special tokens, padding), in eval mode; the model's mode is restored afterwards."""
+    n = _check_encoded(encoded, "encoded")
+    if encoded["labels"].dim() != 2:
+        raise ValueError(f"`encoded` should come from encode_tagged ((N, T) labels), but its labels are "
+                         f"{describe(encoded['labels'])}.")
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    preds = torch.full_like(encoded["labels"], -100)                              # (N, T)
+    try:
+        for start in range(0, n, batch_size):
+            rows = torch.arange(start, min(start + batch_size, n))
+            batch = {k: v.to(device) for k, v in _select(encoded, rows).items()}
+            tags = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]).logits.argmax(-1)
+            preds[rows, :tags.shape[1]] = tags.cpu()                               # (b, T_batch)
+    finally:
+        model.train(was_training)
+    return preds.masked_fill(encoded["labels"] == -100, -100)

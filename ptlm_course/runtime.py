@@ -31,6 +31,18 @@ def by_budget(small: T, full: T) -> T:
     return small if budget() == "small" else full
 
 
+def course_seed(default: int = 0) -> int:
+    """The run's seed: ``PTLM_SEED`` when it is set (an integer), else ``default``. Rerun a notebook with
+    another seed (``PTLM_SEED=3``) to see which of its numbers are luck; its assertions hold for any seed."""
+    value = os.environ.get("PTLM_SEED", "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"PTLM_SEED should be an integer (e.g. PTLM_SEED=3), but it is {value!r}.") from None
+
+
 def get_device(prefer: str | None = None) -> torch.device:
     """The best available device: CUDA, then Apple's MPS, then the CPU.
 
@@ -98,7 +110,9 @@ def environment_summary(device: torch.device | None = None) -> str:
 
 
 def setup_notebook(seed: int = 0, device: str | None = None) -> torch.device:
-    """Seed everything, pick the device and say so: the last line of every notebook's set-up cell."""
+    """Seed everything (with ``PTLM_SEED`` if set, else ``seed``), pick the device and say so: the last line
+    of every notebook's set-up cell."""
+    seed = course_seed(seed)
     seed_everything(seed)
     chosen = get_device(device)
     print(environment_summary(chosen) + f" | seed: {seed}")

@@ -7,7 +7,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ptlm_course.checks import CheckFailed
-from ptlm_course.checks.finetuning import check_cls_head, check_early_stopping, check_freeze, check_lora_linear
+from ptlm_course.checks.finetuning import (check_align_labels, check_cls_head, check_early_stopping, check_freeze,
+                                         check_lora_linear)
 from ptlm_course.finetuning import freeze_encoder
 from ptlm_course.lora import LoRALinear
 from ptlm_course.training import EarlyStopping
@@ -306,3 +307,77 @@ def test_early_stopping_check_accepts_correct_classes(cls, capsys):
 ])
 def test_early_stopping_check_names_mistakes(kind, message):
     fails_with(check_early_stopping, stopper_mistake(kind), message)
+
+
+# ------------------------------------------------------------------ check_align_labels
+
+def _align_ok(word_pieces, word_labels):
+    out = [-100]
+    for pieces, label in zip(word_pieces, word_labels):
+        out += [label] + [-100] * (len(pieces) - 1)
+    return out + [-100]
+
+
+def _align_ok_tensor(word_pieces, word_labels):                 # another style: a tensor, filled by index
+    n = 2 + sum(len(p) for p in word_pieces)
+    out = torch.full((n,), -100)
+    position = 1
+    for pieces, label in zip(word_pieces, word_labels):
+        out[position] = label
+        position += len(pieces)
+    return out
+
+
+def _align_every_piece(word_pieces, word_labels):
+    return [-100] + [label for pieces, label in zip(word_pieces, word_labels) for _ in pieces] + [-100]
+
+
+def _align_last_piece(word_pieces, word_labels):
+    out = [-100]
+    for pieces, label in zip(word_pieces, word_labels):
+        out += [-100] * (len(pieces) - 1) + [label]
+    return out + [-100]
+
+
+def _align_zeros(word_pieces, word_labels):
+    out = [0]
+    for pieces, label in zip(word_pieces, word_labels):
+        out += [label] + [0] * (len(pieces) - 1)
+    return out + [0]
+
+
+def _align_no_specials(word_pieces, word_labels):
+    return _align_ok(word_pieces, word_labels)[1:-1]
+
+
+def _align_no_sep(word_pieces, word_labels):
+    return _align_ok(word_pieces, word_labels)[:-1]
+
+
+def _align_shifted(word_pieces, word_labels):
+    return [-100, -100] + _align_ok(word_pieces, word_labels)[1:-1]
+
+
+def _align_one_per_word(word_pieces, word_labels):
+    return [-100] + list(word_labels) + [-100]
+
+
+@pytest.mark.parametrize("fn", [_align_ok, _align_ok_tensor])
+def test_align_labels_accepts_correct_answers(fn, capsys):
+    check_align_labels(fn)
+    assert "✅" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("fn, words", [
+    (_align_every_piece, "only its FIRST piece"),
+    (_align_last_piece, "LAST piece"),
+    (_align_zeros, "-100"),
+    (_align_no_specials, "[CLS] and [SEP]"),
+    (_align_no_sep, "before [SEP]"),
+    (_align_shifted, "shifted by one"),
+    (_align_one_per_word, "one label per input position"),
+])
+def test_align_labels_names_the_mistake(fn, words):
+    with pytest.raises(CheckFailed) as info:
+        check_align_labels(fn)
+    assert words in info.value.message

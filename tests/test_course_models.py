@@ -38,7 +38,7 @@ def test_second_call_loads_identical_weights_from_the_cache(make, recipe, capsys
     assert not info["loaded_from_cache"] and not model.training
     again, tok2, info2 = make(budget="small", progress=False, recipe=recipe)
     out = capsys.readouterr().out
-    assert out.count("\n") == 1 and "Loaded the course" in out and "from the cache" in out
+    assert out.count("\n") == 1 and "Loaded the course" in out and "from the course cache" in out
     assert info2["loaded_from_cache"] and weights_equal(model, again)
     assert tok2.itos == tok.itos and len(tok) == recipe.vocab_size
     assert info2["final"] == info["final"] and info2["history"] == info["history"]

@@ -57,8 +57,25 @@ def test_seed_must_be_int():
         seed_everything(1.5)
 
 
+def test_ptlm_seed_overrides_the_notebook_seed(capsys, monkeypatch):
+    from ptlm_course.runtime import course_seed
+    monkeypatch.delenv("PTLM_SEED", raising=False)
+    assert course_seed() == 0 and course_seed(5) == 5
+    monkeypatch.setenv("PTLM_SEED", "7")
+    assert course_seed() == 7
+    setup_notebook(seed=0)
+    assert "seed: 7" in capsys.readouterr().out
+    after_setup = torch.rand(3)
+    seed_everything(7)
+    assert torch.equal(after_setup, torch.rand(3))                     # seeded with 7, not 0
+    monkeypatch.setenv("PTLM_SEED", "seven")
+    with pytest.raises(ValueError, match="PTLM_SEED should be an integer.*'seven'"):
+        course_seed()
+
+
 def test_setup_notebook_reports(capsys, monkeypatch):
     monkeypatch.setenv("PTLM_BUDGET", "small")
+    monkeypatch.delenv("PTLM_SEED", raising=False)
     device = setup_notebook(seed=3)
     out = capsys.readouterr().out
     assert isinstance(device, torch.device)

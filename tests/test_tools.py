@@ -19,3 +19,16 @@ def test_transfer_study_runs_end_to_end_and_reports_every_comparison(tmp_path):
     runs = {(r["labels"], r["pooling"], r["start"]): r["test_accuracy"] for r in report["results"]}
     assert set(runs) == {(f, p, s) for f in (1.0, 0.1) for p in ("mean", "cls") for s in ("scratch", "pretrained")}
     assert all(len(accs) == 1 and 0.0 <= accs[0] <= 1.0 for accs in runs.values())
+
+
+def test_transfer_study_punctuation_task_writes_every_run(tmp_path):
+    out = tmp_path / "punctuation.json"
+    command = [sys.executable, "tools/transfer_study.py", "--task", "punctuation", "--budgets", "6", "--seeds", "2",
+               "--seed-offset", "7", "--finetune-steps", "3", "--json", str(out)]
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["task"] == "punctuation" and "F1" in report["metric"]
+    runs = sorted((r["labels"], r["start"], r["seed"]) for r in report["results"])
+    assert runs == [(6, "pretrained", 7), (6, "pretrained", 8), (6, "scratch", 7), (6, "scratch", 8)]
+    assert all(0.0 <= r["score"] <= 1.0 for r in report["results"])

@@ -12,6 +12,10 @@ What the student writes, and the check that goes with it:
     ``train_top_layers`` blocks of ``model.bert.blocks`` and the ``model.classifier`` train; the embeddings
     and the other blocks are frozen (the pooler may go either way). Calling it again with another number
     must work too (so start by making everything trainable).
+``check_align_labels(align_fn)``
+    ``align_fn(word_pieces, word_labels) -> list[int]`` for token classification: ``word_pieces`` is one list
+    of WordPiece pieces per word, ``word_labels`` one label per word; the result has one label per position of
+    ``[CLS] pieces... [SEP]``: the word's label on its first piece, -100 on [CLS], [SEP] and later pieces.
 ``check_lora_linear(LoRALinear)``
     ``class LoRALinear(nn.Module)`` with ``__init__(self, base: nn.Linear, rank, alpha)`` (extra arguments
     need defaults), attributes ``base``, ``lora_A`` (rank, in), ``lora_B`` (out, rank), ``forward(x)`` =
@@ -31,7 +35,7 @@ import torch.nn as nn
 from ._core import CheckFailed, call_student, expect_tensor_like, fn_name, passed
 from ..validation import describe
 
-__all__ = ["check_cls_head", "check_freeze", "check_lora_linear", "check_early_stopping"]
+__all__ = ["check_cls_head", "check_freeze", "check_lora_linear", "check_early_stopping", "check_align_labels"]
 
 
 def _build(check: str, cls, *args, **kwargs):
@@ -373,3 +377,72 @@ def check_early_stopping(stopper_class) -> None:
         if all(_rule(*c, variant=variant) == g for c, g in zip(_CASES, got)):
             raise CheckFailed(check, explanation + case)
     raise CheckFailed(check, "update() returned the wrong decisions" + case)
+
+
+# --------------------------------------------------------------------------------------------------
+# Token classification: word labels -> piece labels
+# --------------------------------------------------------------------------------------------------
+
+_ALIGN_CASES = [
+    ([["my"], ["be", "##witch", "'", "d"], ["lord"]], [0, 1, 2]),
+    ([["o"]], [3]),
+    ([["good"], ["night"], ["sweet"], ["prin", "##ce"]], [1, 0, 0, 2]),
+    ([["un", "##hap", "##py"], ["day"]], [4, 5]),
+]
+
+
+def _align_reference(word_pieces, word_labels, variant: str = "ok") -> list[int]:
+    out = [] if variant == "no_specials" else [-100]
+    for pieces, label in zip(word_pieces, word_labels):
+        rest = 0 if variant == "zero_fill" else -100
+        if variant == "every_piece":
+            out += [label] * len(pieces)
+        elif variant == "last_piece":
+            out += [rest] * (len(pieces) - 1) + [label]
+        else:
+            out += [label] + [rest] * (len(pieces) - 1)
+    if variant == "zero_fill":
+        out = [0] + out[1:]
+    return out if variant in ("no_specials", "no_sep") else out + ([0] if variant == "zero_fill" else [-100])
+
+
+_ALIGN_MISTAKES = {
+    "every_piece": "every piece of a word got the word's label: only its FIRST piece should carry it; the other "
+                   "pieces get -100, so a long word does not count several times in the loss and the score.",
+    "last_piece": "the label went on a word's LAST piece: the convention puts it on the first piece (and -100 on "
+                  "the others).",
+    "zero_fill": "positions without a label got 0, which is a real class (\"none\" here): use -100, the value "
+                 "cross_entropy skips (ignore_index), for [CLS], [SEP] and a word's later pieces.",
+    "no_specials": "the labels leave out [CLS] and [SEP]: the list must line up with the model's input "
+                   "[CLS] pieces... [SEP], so it starts and ends with -100.",
+    "no_sep": "the labels stop before [SEP]: add a final -100 for it, so the list is as long as the input.",
+}
+
+
+def check_align_labels(align_fn) -> None:
+    """``align_fn(word_pieces, word_labels) -> list[int]``: one label per position of [CLS] pieces... [SEP]."""
+    check = "check_align_labels"
+    n = 0
+    for word_pieces, word_labels in _ALIGN_CASES:
+        got = call_student(check, align_fn, [list(p) for p in word_pieces], list(word_labels))
+        if isinstance(got, torch.Tensor):
+            got = got.tolist()
+        if not isinstance(got, (list, tuple)) or not all(isinstance(x, int) and not isinstance(x, bool) for x in got):
+            raise CheckFailed(check, f"`{fn_name(align_fn)}` should return a list of ints, but returned {describe(got)}.")
+        expected = _align_reference(word_pieces, word_labels)
+        if list(got) != expected:
+            for variant, explanation in _ALIGN_MISTAKES.items():
+                if list(got) == _align_reference(word_pieces, word_labels, variant):
+                    raise CheckFailed(check, f"{explanation} (words {word_pieces}, labels {word_labels}: "
+                                             f"expected {expected}, got {list(got)})")
+            if list(got)[1:] == expected[:-1] or list(got)[:-1] == expected[1:]:
+                raise CheckFailed(check, f"the labels are shifted by one position: [CLS] comes first, so the first "
+                                         f"word's label is at index 1 (expected {expected}, got {list(got)}).")
+            if len(got) != len(expected):
+                raise CheckFailed(check, f"there should be one label per input position ({len(expected)} for "
+                                         f"[CLS] + {sum(map(len, word_pieces))} pieces + [SEP]), but there are "
+                                         f"{len(got)} (words {word_pieces}).")
+            raise CheckFailed(check, f"for words {word_pieces} with labels {word_labels} the labels should be "
+                                     f"{expected}, but they are {list(got)}.")
+        n += 1
+    passed(check, n)

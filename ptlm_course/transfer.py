@@ -1,0 +1,116 @@
+"""Does pretraining pay? A fair few-label comparison of a pretrained body against the same model from scratch.
+
+The protocol (Part 3) gives both starting points the same chances:
+
+- the same architecture, tokenizer, labelled examples, steps and batches; only the starting weights differ;
+- the same tuning budget: each start's learning rate is picked from the same grid on the *validation* split
+  (with the first seed), and only then are the other seeds run and everything scored on the test split;
+- several seeds; each seed draws its own labelled subset, its own new head and its own batches, so the
+  spread shows how much of a difference chance alone makes.
+
+    curve = label_budget_curve(config, pretrained_body, splits, budgets=(50, 200, 1000), seeds=range(5))
+    summarise(curve)     # {(n, start): {"mean", "min", "max", "lr"}}
+
+``pretrained_body`` is the state dict of a :class:`~ptlm_course.bert.BERT` (e.g. ``course_bert()[0].bert``).
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from .bert import BertConfig, BertForTokenClassification
+from .finetuning import encode_tagged, make_get_batch, predict_tags, token_classification_loss_fn
+from .punctuation import LABELS, mark_f1
+from .training import TrainConfig, train
+from .validation import describe
+
+__all__ = ["TaggerRecipe", "fine_tune_tagger", "score_tagger", "label_budget_curve", "summarise"]
+
+STARTS = ("pretrained", "scratch")
+
+
+@dataclass(frozen=True)
+class TaggerRecipe:
+    """How every arm fine-tunes: the same steps, batch and schedule; only the learning rate is searched.
+    A run on ``n`` labelled examples takes ``min(steps, steps_per_example * n)`` steps."""
+    steps: int = 150
+    steps_per_example: int = 2
+    batch_size: int = 16
+    lr_grid: tuple[float, ...] = (3e-4, 1e-3, 3e-3)
+    warmup_fraction: float = 0.1
+    weight_decay: float = 0.01
+    max_length: int = 64
+
+
+def fine_tune_tagger(config: BertConfig, body_state: dict | None, train_data: dict, lr: float, seed: int,
+                     recipe: TaggerRecipe = TaggerRecipe()) -> BertForTokenClassification:
+    """A :class:`BertForTokenClassification` trained on ``train_data`` (from ``encode_tagged``), starting
+    from ``body_state`` (a BERT state dict; None = random init, seeded by ``seed``)."""
+    steps = min(recipe.steps, recipe.steps_per_example * len(train_data["labels"]))
+    torch.manual_seed(seed)
+    model = BertForTokenClassification(config, num_labels=len(LABELS))
+    if body_state is not None:
+        missing, unexpected = model.bert.load_state_dict(body_state, strict=False)
+        if missing or [k for k in unexpected if not k.startswith("pooler.")]:
+            raise ValueError(f"`body_state` should be a BERT state dict of this config; missing {missing}, "
+                             f"unexpected {unexpected}.")
+    train(model, TrainConfig(steps=steps, lr=lr, warmup_steps=round(recipe.warmup_fraction * steps),
+                             weight_decay=recipe.weight_decay, eval_batches=0, seed=seed, progress=False),
+          make_get_batch(train_data, batch_size=recipe.batch_size), token_classification_loss_fn)
+    return model.eval()
+
+
+def score_tagger(model: BertForTokenClassification, data: dict) -> float:
+    """Macro-F1 over the six marks on encoded data."""
+    return mark_f1(predict_tags(model, data), data["labels"])[0]
+
+
+def _subset(examples: Sequence, n: int, seed: int) -> list:
+    if n > len(examples):
+        raise ValueError(f"a label budget of {n} needs at least {n} training examples, but there are {len(examples)}.")
+    return random.Random(seed).sample(list(examples), n)
+
+
+def label_budget_curve(config: BertConfig, pretrained_body: dict, splits: dict, tokenizer,
+                       budgets: Sequence[int], seeds: Sequence[int], recipe: TaggerRecipe = TaggerRecipe(),
+                       log=print) -> list[dict]:
+    """For every label budget, seed and start: the test macro-F1 with the start's chosen learning rate.
+    Returns rows ``{"labels", "start", "seed", "lr", "score"}``; ``log`` gets one line per budget and start."""
+    if not isinstance(pretrained_body, dict):
+        raise TypeError(f"`pretrained_body` should be a BERT state dict, but got {describe(pretrained_body)}.")
+    seeds, budgets = list(seeds), list(budgets)
+    if not seeds or not budgets:
+        raise ValueError(f"`budgets` and `seeds` should be non-empty, but got {describe(budgets)} and {describe(seeds)}.")
+    val = encode_tagged(splits["validation"], tokenizer, recipe.max_length)
+    test = encode_tagged(splits["test"], tokenizer, recipe.max_length)
+    rows = []
+    for n in budgets:
+        subsets = {s: encode_tagged(_subset(splits["train"], n, s), tokenizer, recipe.max_length) for s in seeds}
+        for start in STARTS:
+            body = pretrained_body if start == "pretrained" else None
+            first = seeds[0]                                   # tune on the first seed, on validation only
+            tuning = {lr: fine_tune_tagger(config, body, subsets[first], lr, first, recipe) for lr in recipe.lr_grid}
+            val_scores = {lr: score_tagger(model, val) for lr, model in tuning.items()}
+            best_lr = max(recipe.lr_grid, key=val_scores.get)
+            for s in seeds:
+                model = tuning[best_lr] if s == first else fine_tune_tagger(config, body, subsets[s], best_lr, s, recipe)
+                rows.append({"labels": n, "start": start, "seed": s, "lr": best_lr,
+                             "score": score_tagger(model, test)})
+            scores = [r["score"] for r in rows[-len(seeds):]]
+            log(f"{n:>6} labels  {start:>10}  lr {best_lr:.0e}  test macro-F1 "
+                + " ".join(f"{x:.3f}" for x in scores) + f"  mean {sum(scores) / len(scores):.3f}")
+    return rows
+
+
+def summarise(rows: list[dict]) -> dict:
+    """``{(labels, start): {"mean", "min", "max", "lr", "n"}}`` over the seeds of :func:`label_budget_curve`'s rows."""
+    out = {}
+    for key in dict.fromkeys((r["labels"], r["start"]) for r in rows):
+        scores = [r["score"] for r in rows if (r["labels"], r["start"]) == key]
+        lr = next(r["lr"] for r in rows if (r["labels"], r["start"]) == key)
+        out[key] = {"mean": sum(scores) / len(scores), "min": min(scores), "max": max(scores), "lr": lr,
+                    "n": len(scores)}
+    return out
