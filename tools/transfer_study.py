@@ -109,8 +109,12 @@ def punctuation_study(args) -> None:
 
     model, tok, info = course_bert(progress=False)                  # PTLM_BUDGET's course BERT (default: full)
     seeds = range(args.seed_offset, args.seed_offset + args.seeds)
+    splits = punctuation_splits()
+    if args.eval_passages:                                        # a quicker, noisier look (the smoke test)
+        splits = {**splits, "validation": splits["validation"][:args.eval_passages],
+                  "test": splits["test"][:args.eval_passages]}
     started = time.perf_counter()
-    rows = label_budget_curve(model.config, model.bert.state_dict(), punctuation_splits(), tok,
+    rows = label_budget_curve(model.config, model.bert.state_dict(), splits, tok,
                               args.budgets, seeds, TaggerRecipe(steps=args.finetune_steps or TaggerRecipe.steps))
     print(f"{time.perf_counter() - started:.0f} s")
     for (n, start), s in summarise(rows).items():
@@ -127,6 +131,8 @@ def main() -> None:
                         help="punctuation: notebook 09's in-domain few-label task; sentiment (default): "
                              "README's corpus-or-compute table")
     parser.add_argument("--seed-offset", type=int, default=0, help="first seed (punctuation task)")
+    parser.add_argument("--eval-passages", type=int, default=None,
+                        help="punctuation task: score on only this many validation and test passages")
     parser.add_argument("--budgets", type=lambda s: tuple(int(x) for x in s.split(",")), default=(50, 200, 1000),
                         help="label budgets of the punctuation task, comma-separated")
     parser.add_argument("--corpus", choices=("imdb", "shakespeare"), default="imdb")
