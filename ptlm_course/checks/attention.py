@@ -12,15 +12,17 @@ __all__ = ["check_attention", "check_causal_mask", "check_padding_mask"]
 
 
 def _attention(q, k, v, mask=None, scale=None, softmax_dim=-1, fill=float("-inf"),
-               mask_after_softmax=False, invert_mask=False):
+               mask_after_softmax=False, invert_mask=False, scale_after_softmax=False):
     """Reference attention, plus the classic mistakes as switches (weights and output both returned)."""
     scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
-    scores = q @ k.transpose(-2, -1) * scale                  # (..., T_q, T_k)
+    scores = q @ k.transpose(-2, -1) * (1.0 if scale_after_softmax else scale)   # (..., T_q, T_k)
     if mask is not None and invert_mask:
         mask = ~mask
     if mask is not None and not mask_after_softmax:
         scores = scores.masked_fill(~mask, fill)
     weights = torch.softmax(scores, dim=softmax_dim)
+    if scale_after_softmax:
+        weights = weights * scale
     if mask is not None and mask_after_softmax:
         weights = weights.masked_fill(~mask, 0.0)
     return weights @ v, weights
@@ -64,7 +66,12 @@ def check_attention(fn) -> None:
             ("you divided the scores by d_k; divide by sqrt(d_k) instead.", dict(scale=1.0 / d_k)),
             ("the softmax runs over the wrong axis: each query's weights (a row, the last dim) should sum to 1, "
              "so use softmax(..., dim=-1).", dict(softmax_dim=-2)),
+            ("you scaled after the softmax: divide the scores q @ k.T by sqrt(d_k) *before* the softmax, so the "
+             "weights still sum to 1.", dict(scale_after_softmax=True)),
         ]
+        if v.shape[-1] != d_k:
+            variants.append(("you divided by sqrt(d_v), the size of the values; the scale is sqrt(d_k), the size "
+                             "of the queries and keys (q.shape[-1]).", dict(scale=1 / math.sqrt(v.shape[-1]))))
         if mask is not None:
             variants += [
                 ("the mask is applied after the softmax, so the remaining weights no longer sum to 1: fill the "
@@ -74,7 +81,11 @@ def check_attention(fn) -> None:
                 ("the mask polarity is inverted: True means 'may attend', so hide the positions where the mask "
                  "is False (e.g. scores.masked_fill(~mask, float('-inf'))).", dict(invert_mask=True)),
             ]
+        mistakes_without_mask = ("the mask is ignored: where the mask is False, set the scores to float('-inf') "
+                                 "before the softmax (scores.masked_fill(~mask, float('-inf'))).")
         mistakes = [(message, _attention(q, k, v, mask, **options)) for message, options in variants]
+        if mask is not None:
+            mistakes.append((mistakes_without_mask, _attention(q, k, v, None)))
         where = f" (test: {description})"
         transposed = "the returned weights are transposed: they should have shape (..., T_q, T_k), one row per query."
         expect_tensor_like(check, weights, w_ref, "the weights" + where,

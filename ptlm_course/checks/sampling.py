@@ -158,4 +158,12 @@ def check_sample_next(fn) -> None:
         want = ", ".join(f"{e:.3f}" for e in expected.tolist())
         raise CheckFailed(check, f"{call} draws tokens with frequencies [{shown}], but softmax(logits) gives "
                                  f"[{want}].")
-    passed(check, 3)  # valid ids, -inf never drawn, frequencies follow softmax(logits)
+    again = call_student(check, fn, logits.clone(), generator=torch.Generator().manual_seed(0))
+    if not (isinstance(again, torch.Tensor) and again.shape == out.shape and torch.equal(again, out)):
+        raise CheckFailed(check, f"two calls of {call} with the same seed gave different tokens: the `generator` is "
+                                 f"ignored. Pass it on: torch.multinomial(probs, 1, generator=generator).")
+    other = call_student(check, fn, logits.clone(), generator=torch.Generator().manual_seed(1))
+    if isinstance(other, torch.Tensor) and other.shape == out.shape and torch.equal(other, out):
+        raise CheckFailed(check, f"two calls of {call} with different seeds gave the same tokens: draw them with "
+                                 f"the `generator` you are given.")
+    passed(check, 4)  # valid ids, -inf never drawn, frequencies follow softmax(logits), generator

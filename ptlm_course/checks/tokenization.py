@@ -25,6 +25,13 @@ def _pairs_no_last(ids):
     return counts
 
 
+def _pairs_no_first(ids):
+    counts = {}
+    for i in range(1, len(ids) - 1):
+        counts[(ids[i], ids[i + 1])] = counts.get((ids[i], ids[i + 1]), 0) + 1
+    return counts
+
+
 def _pairs_once_each(ids):
     return {pair: 1 for pair in zip(ids, ids[1:])}
 
@@ -50,6 +57,8 @@ _PAIR_MISTAKES = [
      "Only *merging* skips overlaps.", _pairs_no_overlap),
     ("the last pair is missing: a list of n ids has n - 1 adjacent pairs, so loop over "
      "`range(len(ids) - 1)` (or `zip(ids, ids[1:])`).", _pairs_no_last),
+    ("the first pair is missing: pairs start at position 0, (ids[0], ids[1]), so loop over "
+     "`range(len(ids) - 1)` (or `zip(ids, ids[1:])`).", _pairs_no_first),
     ("every pair has count 1: count how often each pair occurs (add 1 each time you see it), "
      "don't just record that it occurs.", _pairs_once_each),
     ("you step two positions at a time: pairs start at every position, (ids[0], ids[1]), "
@@ -84,18 +93,28 @@ def _as_counts(check: str, result) -> dict:
     return counts
 
 
+def _consistent_first(mistakes, cases, answers):
+    """The mistakes that reproduce the student's answer on every case come first (a mistake that only
+    happens to agree on one case is a weaker diagnosis)."""
+    everywhere = [m for m in mistakes if all(m[1](*case) == answer for case, answer in zip(cases, answers))]
+    return everywhere + [m for m in mistakes if m not in everywhere]
+
+
 def check_pair_counts(fn) -> None:
     """Check ``fn(ids) -> {(a, b): count}`` (a dict or a Counter) on varied lists of ids."""
     check = "check_pair_counts"
     cases = _pair_cases()
+    answers = []
     for ids in cases:
         original = list(ids)
         result = call_student(check, fn, ids)
         if ids != original:
             raise CheckFailed(check, f"`{getattr(fn, '__name__', 'fn')}` changed the list it was given; only read it.")
-        counts = _as_counts(check, result)
-        expect_equal(check, counts, _reference_pair_counts(original), f"the pair counts of {describe(original)}",
-                     [(message, wrong(original)) for message, wrong in _PAIR_MISTAKES])
+        answers.append(_as_counts(check, result))
+    mistakes = _consistent_first(_PAIR_MISTAKES, [(ids,) for ids in cases], answers)
+    for ids, counts in zip(cases, answers):
+        expect_equal(check, counts, _reference_pair_counts(ids), f"the pair counts of {describe(ids)}",
+                     [(message, wrong(ids)) for message, wrong in mistakes])
     passed(check, len(cases))
 
 
@@ -153,6 +172,12 @@ def _merge_keep_both(ids, pair, new_id):
     return out
 
 
+def _merge_as_text(ids, pair, new_id):
+    # merging by text replacement on " ".join(ids): "11 2".replace("1 2", "9") == "19"
+    text = " ".join(str(i) for i in ids).replace(f"{pair[0]} {pair[1]}", str(new_id))
+    return [int(t) for t in text.split()]
+
+
 _SECOND_ID_KEPT = ("the pair's second id is still there: new_id replaces *both* ids, so after a match "
                    "jump two positions ahead (i += 2).")
 _MERGE_MISTAKES = [
@@ -163,6 +188,9 @@ _MERGE_MISTAKES = [
      "the final id still has to be appended.", _merge_drop_last),
     ("only the first occurrence was merged: replace *every* occurrence, left to right.", _merge_first_only),
     (_SECOND_ID_KEPT, _merge_keep_both),
+    ("you merged by text replacement on the joined ids: in ' '.join(...) the ids 11 and 2 read '11 2', which "
+     "contains '1 2', so multi-digit ids collide. Compare ids, not text: scan the list and test "
+     "(ids[i], ids[i + 1]) == pair.", _merge_as_text),
 ]
 
 
@@ -179,6 +207,9 @@ def _merge_cases():
         ([1, 2, 1, 2, 1], (2, 1), 300),
         ([7], (7, 7), 9),
         ([], (1, 2), 9),
+        ([11, 2, 3, 1, 2], (1, 2), 9),
+        ([1, 21, 4, 1, 2], (1, 2), 30),
+        ([12, 31, 2, 1, 23], (1, 2), 7),
         (random_ids, (1, 2), 4),
         (random_ids, (0, 0), 4),
     ]
@@ -240,6 +271,42 @@ def _wp_greedy(word, vocab, prefix="##", on_stuck="unk"):
     return pieces
 
 
+def _wp_bare_fallback(word, vocab):
+    pieces, start = [], 0
+    while start < len(word):
+        for end in range(len(word), start, -1):
+            piece = word[start:end]
+            if start > 0 and "##" + piece in vocab:
+                piece = "##" + piece
+                break
+            if piece in vocab:
+                break
+        else:
+            return ["[UNK]"]
+        pieces.append(piece)
+        start = end
+    return pieces
+
+
+def _wp_bare_fallback_sorted(word, vocab):
+    # try the whole '##' candidates first, then the bare ones
+    pieces, start = [], 0
+    while start < len(word):
+        found = None
+        for prefix in (("##", "") if start > 0 else ("",)):
+            for end in range(len(word), start, -1):
+                if prefix + word[start:end] in vocab:
+                    found = (prefix + word[start:end], end)
+                    break
+            if found:
+                break
+        if not found:
+            return ["[UNK]"]
+        pieces.append(found[0])
+        start = found[1]
+    return pieces
+
+
 def _wp_prefix_everywhere(word, vocab):
     pieces, start = [], 0
     while start < len(word):
@@ -260,6 +327,12 @@ _WORDPIECE_MISTAKES = [
      lambda w, v: _wp_greedy(w, v, prefix="")),
     ("the first piece should have no '##': only pieces that continue a word carry the prefix.",
      _wp_prefix_everywhere),
+    ("a continuation piece was taken without its '##' (you fell back to the bare piece when the '##' piece is "
+     "missing): after the first piece, only '##' pieces may be used; if none fits, the word is ['[UNK]'].",
+     _wp_bare_fallback),
+    ("a continuation piece was taken without its '##' (you fell back to the bare piece when no '##' piece fits): "
+     "after the first piece, only '##' pieces may be used; if none fits, the word is ['[UNK]'].",
+     _wp_bare_fallback_sorted),
     ("when no piece fits, the whole word becomes ['[UNK]']; here the pieces found so far were returned.",
      lambda w, v: _wp_greedy(w, v, on_stuck="partial")),
     ("when no piece fits, the whole word becomes ['[UNK]'], not the pieces so far plus '[UNK]'.",
@@ -281,6 +354,7 @@ def _wordpiece_cases():
         ("unaffable", _VOCAB), ("playing", _VOCAB), ("players", _VOCAB), ("plays", _VOCAB),
         ("tokenizer", _VOCAB), ("tokenizers", _VOCAB), ("token", _VOCAB), ("a", _VOCAB),
         ("hugging", _VOCAB), ("xxx", _VOCAB), ("qplay", _VOCAB), ("tokenqizer", _VOCAB), ("playq", _VOCAB),
+        ("tokenplay", _VOCAB), ("unplay", _VOCAB), ("xplay", _VOCAB),
         ("abab", {"a", "ab", "##a", "##ab", "##b"}), ("aaaa", {"a", "##a", "##aa", "aaa"}),
     ]
 

@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._core import CheckFailed, call_student, expect_tensor_like, fn_name, passed
+from ._core import CheckFailed, call_student, expect_deterministic, expect_tensor_like, fn_name, passed
 from ..transformer import FeedForward, TransformerBlock
 from ..validation import describe
 
@@ -15,10 +15,14 @@ __all__ = ["check_layer_norm", "check_feed_forward", "check_transformer_block"]
 # --- LayerNorm ----------------------------------------------------------------------------------------
 
 def _layer_norm(x, weight, bias, eps, dim=-1, unbiased=False, eps_outside=False, affine=(True, True),
-                ignore_eps=False):
+                ignore_eps=False, uncentred_var=False, swap_affine=False, no_centre=False):
     """Reference LayerNorm over ``dim``, plus the classic mistakes as switches."""
+    if swap_affine:
+        weight, bias = bias, weight
     mean = x.mean(dim=dim, keepdim=True)
-    var = x.var(dim=dim, keepdim=True, unbiased=unbiased)
+    var = (x ** 2).mean(dim=dim, keepdim=True) if uncentred_var else x.var(dim=dim, keepdim=True, unbiased=unbiased)
+    if no_centre:
+        mean = torch.zeros_like(mean)
     eps = 0.0 if ignore_eps else eps
     x_hat = (x - mean) / (var.sqrt() + eps) if eps_outside else (x - mean) / torch.sqrt(var + eps)
     use_weight, use_bias = affine
@@ -53,6 +57,11 @@ def check_layer_norm(fn) -> None:
             ("eps is added outside the square root: divide by sqrt(var + eps), not sqrt(var) + eps.",
              variant(eps_outside=True)),
             ("eps is not used: divide by sqrt(var + eps) with the `eps` argument.", variant(ignore_eps=True)),
+            ("the variance is not centred: you averaged x ** 2, but the variance is the mean of (x - mean) ** 2.",
+             variant(uncentred_var=True)),
+            ("the mean is not subtracted: x_hat = (x - mean) / sqrt(var + eps).", variant(no_centre=True)),
+            ("weight and bias are swapped: x_hat * weight + bias (weight scales, bias shifts).",
+             variant(swap_affine=True)),
             ("you forgot the learned scale and shift: return x_hat * weight + bias.", variant(affine=(False, False))),
             ("you forgot the learned scale: multiply by `weight` (x_hat * weight + bias).", variant(affine=(False, True))),
             ("you forgot the learned shift: add `bias` (x_hat * weight + bias).", variant(affine=(True, False))),
@@ -88,11 +97,14 @@ def _copy_parameters(check: str, name: str, ref: nn.Module, student: nn.Module) 
             theirs[key].copy_(ours)
 
 
-def _ffn_variant(ref: FeedForward, x, act=F.gelu, act_after_fc2=False):
+def _ffn_variant(ref: FeedForward, x, act=F.gelu, act_after_fc2=False, act_first=False, residual=False):
+    if act_first:                                                    # GELU on the input, none in between
+        return ref.fc2(ref.fc1(act(x)))
     h = ref.fc1(x)
     h = h if act is None else act(h)
     y = ref.fc2(h)
-    return act(y) if act_after_fc2 else y
+    y = act(y) if act_after_fc2 else y
+    return x + y if residual else y
 
 
 def check_feed_forward(cls) -> None:
@@ -108,6 +120,7 @@ def check_feed_forward(cls) -> None:
         _copy_parameters(check, name, ref, student)
         x = torch.randn(B, T, C, generator=g, dtype=torch.float64)
         out = call_student(check, student, x.clone())
+        expect_deterministic(check, out, student, x.clone())
         where = f" (test: x of shape {(B, T, C)}, d_ff={d_ff})"
         with torch.no_grad():
             tanh_gelu = _ffn_variant(ref, x, act=lambda h: F.gelu(h, approximate="tanh"))
@@ -124,6 +137,10 @@ def check_feed_forward(cls) -> None:
                  _ffn_variant(ref, x, act_after_fc2=True)),
                 ("the output still has d_ff channels: project back to d_model with fc2." + where,
                  F.gelu(ref.fc1(x))),
+                ("the activation comes before the first linear layer: GELU goes between fc1 and fc2, "
+                 "fc2(GELU(fc1(x)))." + where, _ffn_variant(ref, x, act_first=True)),
+                ("there is a residual inside the feed-forward network (x + ...): the block adds the residual; "
+                 "the FFN itself returns only fc2(GELU(fc1(x)))." + where, _ffn_variant(ref, x, residual=True)),
             ])
     passed(check, len(cases))
 
@@ -226,6 +243,7 @@ def check_transformer_block(cls) -> None:
                 raise CheckFailed(check, "self.attn(...) returns a pair (out, weights): add only `out` to the "
                                          "residual, e.g. self.attn(self.ln1(x), mask=mask)[0].") from None
             raise
+        expect_deterministic(check, out, student, x.clone(), **kwargs)
         where = f" (test: B={B}, T={T}, d_model={C}, n_heads={H}{f', {mask_kind} mask' if mask_kind else ''})"
         with torch.no_grad():
             tanh_ref = TransformerBlock(C, H, activation="gelu_tanh").double().eval()
