@@ -119,8 +119,7 @@ def _largest_difference(actual: torch.Tensor, expected: torch.Tensor) -> tuple[t
 def expect_deterministic(check: str, first, module, *args, **kwargs) -> None:
     """A module in eval mode gives the same output twice; if not, dropout (or other noise) is always on."""
     again = call_student(check, module, *args, **kwargs)
-    if isinstance(first, (tuple, list)) and first and isinstance(again, (tuple, list)) and again:
-        first, again = first[0], again[0]
+    first, again = (r[0] if isinstance(r, (tuple, list)) and r else r for r in (first, again))
     if isinstance(first, torch.Tensor) and isinstance(again, torch.Tensor) and first.shape == again.shape \
             and not torch.allclose(first.detach(), again.detach(), equal_nan=True):
         raise CheckFailed(check, "two calls in eval mode give different outputs: dropout is always on. Use "

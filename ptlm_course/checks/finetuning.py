@@ -292,7 +292,9 @@ def check_lora_linear(lora_class) -> None:
         x = torch.randn(4, 3, d_in, generator=g)                            # (B, T, in): works on any batch shape
         with torch.no_grad():
             expect_tensor_like(check, _forward(check, lora, x), base(x),
-                               "the output at initialisation (B = 0 must leave the layer unchanged)" + where)
+                               "the output at initialisation (B = 0 must leave the layer unchanged)" + where, [
+                ("the output misses the base layer: it is base(x) + (alpha / rank) * x A^T B^T." + where,
+                 torch.zeros_like(base(x)))])
             B.copy_(torch.randn(d_out, rank, generator=g))                  # now make the update visible
             delta = x @ A.T @ B.T                                           # (B, T, out)
             ref = base(x) + (alpha / rank) * delta

@@ -81,6 +81,13 @@ def _top_p_cases():
             (peaked, 0.9), (_logits(3, 5, seed=13), 1.0), (_logits(2, 6, seed=14), 0.05)]
 
 
+def _ascending_keep(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """The top-p mask built from an ascending sort (the classic forgotten descending=True)."""
+    sorted_logits, order = logits.sort(-1)
+    probs = sorted_logits.softmax(-1)
+    return torch.zeros_like(logits, dtype=torch.bool).scatter(-1, order, probs.cumsum(-1) - probs < p)
+
+
 def check_top_p(fn) -> None:
     """Check ``fn(logits (..., V), p) -> (..., V)``: keep the fewest most likely tokens whose probabilities
     add up to >= p (the token that crosses p included, the top token always), the others -inf."""
@@ -109,6 +116,8 @@ def check_top_p(fn) -> None:
              f"(mask.scatter(-1, sorted_indices, sorted_mask)).", logits.masked_fill(~keep_sorted, float("-inf"))),
             (f"{call} keeps the least likely tokens: sort in descending order.",
              logits.masked_fill(~top_p_filter(-logits, p).gt(float("-inf")), float("-inf"))),
+            (f"{call} keeps the least likely tokens: sort in descending order (sort(..., descending=True)).",
+             logits.masked_fill(~_ascending_keep(logits, p), float("-inf"))),
         ] + [(f"{call}: {m}", w) for m, w in _probability_mistakes(logits, keep)]
         expect_tensor_like(check, out, expected, f"{call}'s result", mistakes)
     passed(check, len(cases))

@@ -93,10 +93,14 @@ def _as_counts(check: str, result) -> dict:
     return counts
 
 
+def _same(expected, answer) -> bool:
+    return (list(expected) == list(answer)) if isinstance(expected, list) else expected == answer
+
+
 def _consistent_first(mistakes, cases, answers):
     """The mistakes that reproduce the student's answer on every case come first (a mistake that only
     happens to agree on one case is a weaker diagnosis)."""
-    everywhere = [m for m in mistakes if all(m[1](*case) == answer for case, answer in zip(cases, answers))]
+    everywhere = [m for m in mistakes if all(_same(m[1](*case), answer) for case, answer in zip(cases, answers))]
     return everywhere + [m for m in mistakes if m not in everywhere]
 
 
@@ -219,6 +223,7 @@ def check_merge(fn) -> None:
     """Check ``fn(ids, pair, new_id) -> new list`` (a list or tuple) on varied inputs."""
     check = "check_merge"
     cases = _merge_cases()
+    answers = []
     for ids, pair, new_id in cases:
         given = list(ids)
         result = call_student(check, fn, given, pair, new_id)
@@ -229,9 +234,12 @@ def check_merge(fn) -> None:
             raise CheckFailed(check, "it returned None: return the new list of ids.")
         if not isinstance(result, (list, tuple)):
             raise CheckFailed(check, f"should return a list of ids, but it returned {describe(result)}.")
-        expect_equal(check, list(result), _reference_merge(ids, pair, new_id),
+        answers.append(list(result))
+    mistakes = _consistent_first(_MERGE_MISTAKES, cases, answers)
+    for (ids, pair, new_id), result in zip(cases, answers):
+        expect_equal(check, result, _reference_merge(ids, pair, new_id),
                      f"merge({ids if len(ids) <= 12 else describe(ids)}, {pair}, {new_id})",
-                     [(message, wrong(ids, pair, new_id)) for message, wrong in _MERGE_MISTAKES])
+                     [(message, wrong(ids, pair, new_id)) for message, wrong in mistakes])
     passed(check, len(cases))
 
 
@@ -364,6 +372,7 @@ def check_wordpiece(fn) -> None:
     ``["[UNK]"]`` for a word that cannot be split."""
     check = "check_wordpiece"
     cases = _wordpiece_cases()
+    answers = []
     for word, vocab in cases:
         given = set(vocab)
         result = call_student(check, fn, word, given)
@@ -373,7 +382,10 @@ def check_wordpiece(fn) -> None:
             raise CheckFailed(check, f"it returned None for {word!r}: return the list of pieces.")
         if isinstance(result, str) or not isinstance(result, (list, tuple)):
             raise CheckFailed(check, f"should return a list of pieces (strings), but for {word!r} it returned {describe(result)}.")
-        expect_equal(check, list(result), _reference_wordpiece(word, vocab), f"the pieces of {word!r}",
-                     [(message, wrong(word, vocab)) for message, wrong in _WORDPIECE_MISTAKES])
+        answers.append(list(result))
+    mistakes = _consistent_first(_WORDPIECE_MISTAKES, cases, answers)
+    for (word, vocab), pieces in zip(cases, answers):
+        expect_equal(check, pieces, _reference_wordpiece(word, vocab), f"the pieces of {word!r}",
+                     [(message, wrong(word, vocab)) for message, wrong in mistakes])
     passed(check, len(cases))
 

@@ -51,7 +51,7 @@ def check_layer_norm(fn) -> None:
              "dim: mean and variance over dim=-1 with keepdim=True.", variant(dim=0)),
             ("you normalised over all the numbers at once: LayerNorm normalises each token's vector "
              "separately, over the last dim (dim=-1, keepdim=True).", variant(dim=tuple(range(x.dim())))),
-            ("you used the unbiased variance (dividing by C - 1): LayerNorm divides by C, so use "
+            ("you used the unbiased variance (dividing by C - 1, as x.var() and x.std() do by default): LayerNorm divides by C, so use "
              "x.var(dim=-1, unbiased=False, keepdim=True) or ((x - mean) ** 2).mean(dim=-1, keepdim=True).",
              variant(unbiased=True)),
             ("eps is added outside the square root: divide by sqrt(var + eps), not sqrt(var) + eps.",
