@@ -13,7 +13,7 @@ from ptlm_course.checks import CheckFailed
 from wrong_answers import CORRECT, WRONG
 
 MODULES = ["tokenization", "attention", "multihead", "transformer", "sampling", "pretraining", "finetuning",
-           "embeddings", "speed", "distributed"]
+           "gpt", "embeddings", "speed", "distributed"]
 
 
 def find_check(name: str):

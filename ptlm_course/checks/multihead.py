@@ -10,7 +10,7 @@ from ._core import CheckFailed, call_student, expect_deterministic, expect_tenso
 from ..attention import MultiHeadAttention, merge_heads, split_heads
 from ..validation import describe
 
-__all__ = ["check_split_heads", "check_merge_heads", "check_multi_head_attention"]
+__all__ = ["check_split_heads", "check_merge_heads", "check_multi_head_attention", "check_cross_attention"]
 
 _VIEW_HINT = ("`.view` cannot follow a `.transpose` (the memory is no longer in order): use `.reshape(...)` "
               "or `.contiguous().view(...)`.")
@@ -166,3 +166,71 @@ def _copy_weights(check, name, ref, student) -> None:
         with torch.no_grad():
             theirs.weight.copy_(ours.weight)
             theirs.bias.copy_(ours.bias)
+
+
+def _cross_variant(ref: MultiHeadAttention, x, context, mask, kind="ok"):
+    """Cross-attention written out (queries from x, keys and values from context), with classic mistakes."""
+    B, T, C = x.shape
+    H, d = ref.n_heads, ref.head_dim
+    source_q = context if kind == "q_from_context" else x
+    source_kv = x if kind == "kv_from_x" else context
+    q = split_heads(ref.q_proj(source_q), H)                                    # (B, H, T, d)
+    k, v = split_heads(ref.k_proj(source_kv), H), split_heads(ref.v_proj(source_kv), H)   # (B, H, S, d)
+    scores = q @ k.transpose(-2, -1) * (1.0 if kind == "no_scale" else 1 / math.sqrt(d))   # (B, H, T, S)
+    if mask is not None and kind not in ("no_mask", "kv_from_x", "q_from_context"):
+        scores = scores.masked_fill(~mask, float("-inf"))
+    if kind == "causal":
+        scores = scores.masked_fill(~torch.ones(scores.shape[-2:], dtype=torch.bool).tril(), float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    y = merge_heads(weights @ v)                                                 # (B, T, C)
+    return (y if kind == "no_proj" else ref.out_proj(y)), weights
+
+
+_CROSS_MISTAKES = {
+    "kv_from_x": "the keys and values come from x: in cross-attention the queries come from x and the keys and "
+                 "values from `context` (self.k_proj(context), self.v_proj(context)).",
+    "q_from_context": "the queries come from `context`: the queries come from x (one output per position of x), "
+                      "the keys and values from context.",
+    "no_mask": "the mask is ignored: it hides padded context positions; set those scores to float('-inf') "
+               "before the softmax.",
+    "causal": "a causal mask was applied: cross-attention may look at every context position (only the padding "
+              "is hidden), so do not add a triangular mask.",
+    "no_scale": "the scores are not scaled: divide q @ k.transpose(-2, -1) by sqrt(head_dim).",
+    "no_proj": "the output projection is missing: pass the merged heads through self.out_proj.",
+}
+
+
+def check_cross_attention(cls) -> None:
+    """Check ``cls(d_model, n_heads)`` with q_proj, k_proj, v_proj, out_proj and ``forward(x, context, mask=None)
+    -> (out (B, T, C), weights (B, H, T, S))``: queries from x, keys and values from context."""
+    check = "check_cross_attention"
+    name = fn_name(cls)
+    cases = [(2, 3, 5, 12, 3), (1, 4, 4, 8, 2), (3, 2, 6, 8, 1)]                 # (B, T, S, C, H)
+    g = torch.Generator().manual_seed(12)
+    for B, T, S, C, H in cases:
+        torch.manual_seed(C + H + S)
+        ref = MultiHeadAttention(C, H).double().eval()
+        student = call_student(check, cls, C, H)
+        if not isinstance(student, nn.Module):
+            raise CheckFailed(check, f"`{name}({C}, {H})` should build an nn.Module, but gave {describe(student)}.")
+        student.double().eval()
+        _copy_weights(check, name, ref, student)
+        x = torch.randn(B, T, C, generator=g, dtype=torch.float64)
+        context = torch.randn(B, S, C, generator=g, dtype=torch.float64) * 1.5 + 0.5
+        lengths = torch.tensor([S, max(1, S - 2), max(1, S - 3)])[:B]
+        mask = (torch.arange(S) < lengths[:, None])[:, None, None, :]           # (B, 1, 1, S) padding mask
+        result = call_student(check, student, x.clone(), context.clone(), mask=mask)
+        if not (isinstance(result, (tuple, list)) and len(result) == 2):
+            raise CheckFailed(check, f"forward should return a pair (out, weights), but it returned {describe(result)}.")
+        out, weights = result
+        expect_deterministic(check, out, student, x.clone(), context.clone(), mask=mask)
+        where = f" (test: x (B={B}, T={T}, C={C}), context with S={S} positions and a padding mask, n_heads={H})"
+        with torch.no_grad():
+            expected = _cross_variant(ref, x, context, mask)
+            wrong = {kind: _cross_variant(ref, x, context, mask, kind) for kind in _CROSS_MISTAKES}
+        kinds = [k for k in _CROSS_MISTAKES if not (k == "causal" and T > S)]
+        expect_tensor_like(check, weights, expected[1], "the weights (B, H, T, S)" + where,
+                           [(_CROSS_MISTAKES[k] + where, wrong[k][1]) for k in kinds if k != "no_proj"])
+        expect_tensor_like(check, out, expected[0], "the output (B, T, C)" + where,
+                           [(_CROSS_MISTAKES[k] + where, wrong[k][0]) for k in kinds])
+    passed(check, len(cases))

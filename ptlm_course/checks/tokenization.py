@@ -14,7 +14,7 @@ from ..validation import describe
 from ..wordpiece import wordpiece_word as _reference_wordpiece
 from ._core import CheckFailed, call_student, expect_equal, passed
 
-__all__ = ["check_pair_counts", "check_merge", "check_wordpiece"]
+__all__ = ["check_pair_counts", "check_merge", "check_wordpiece", "check_word_pair_counts"]
 
 
 # ------------------------------------------------------------------------------------ pair counts
@@ -389,3 +389,68 @@ def check_wordpiece(fn) -> None:
                      [(message, wrong(word, vocab)) for message, wrong in mistakes])
     passed(check, len(cases))
 
+
+
+# ------------------------------------------------------------------------------------ pair counts over words
+def _word_pairs(word_freqs, weighted=True, once_per_word=False, across_words=False, overwrite=False):
+    """Reference pair counts over a {word (tuple of ids): frequency} table, plus classic mistakes."""
+    if across_words:                                    # one long list: pairs straddle word boundaries
+        ids = [i for word, freq in word_freqs.items() for _ in range(freq) for i in word]
+        return _reference_pair_counts(ids)
+    counts = {}
+    for word, freq in word_freqs.items():
+        pairs = list(zip(word, word[1:]))
+        if once_per_word:
+            pairs = list(dict.fromkeys(pairs))
+        for pair in pairs:
+            add = freq if weighted else 1
+            counts[pair] = add if overwrite else counts.get(pair, 0) + add
+    return counts
+
+
+_WORD_PAIR_MISTAKES = [
+    ("the word frequencies are ignored: a word that occurs 5 times contributes each of its pairs 5 times "
+     "(add `freq`, not 1).", lambda wf: _word_pairs(wf, weighted=False)),
+    ("pairs cross word boundaries: BPE never merges across words, so count pairs inside each word only.",
+     lambda wf: _word_pairs(wf, across_words=True)),
+    ("a pair that occurs twice in one word was counted once: count every occurrence inside the word, "
+     "times the word's frequency.", lambda wf: _word_pairs(wf, once_per_word=True)),
+    ("a later word overwrote the count of an earlier one (counts[pair] = freq): add to it, "
+     "counts[pair] = counts.get(pair, 0) + freq.", lambda wf: _word_pairs(wf, overwrite=True)),
+]
+
+
+def _word_pair_cases():
+    rng = random.Random(4)
+    big = {tuple(rng.randrange(6) for _ in range(rng.randrange(1, 7))): rng.randrange(1, 9) for _ in range(40)}
+    return [
+        {(1, 2, 3): 5, (2, 3): 2},
+        {(7, 7, 7): 3, (1,): 4},
+        {(104, 105): 1, (105, 104): 2, (104, 105, 104, 105): 3},
+        {(3, 1): 2, (4, 3, 1): 1, (1, 4): 6},
+        {},
+        big,
+    ]
+
+
+def check_word_pair_counts(fn) -> None:
+    """Check ``fn(word_freqs) -> {(a, b): count}``: pairs inside each word, weighted by the word's frequency."""
+    check = "check_word_pair_counts"
+    cases = _word_pair_cases()
+    answers = []
+    for word_freqs in cases:
+        given = dict(word_freqs)
+        result = call_student(check, fn, given)
+        if given != word_freqs:
+            raise CheckFailed(check, f"`{getattr(fn, '__name__', 'fn')}` changed the table it was given; only read it.")
+        answers.append(_as_counts(check, result))
+    mistakes = _consistent_first(_WORD_PAIR_MISTAKES, [(wf,) for wf in cases], answers)
+    for word_freqs, counts in zip(cases, answers):
+        expect_equal(check, counts, _word_pairs(word_freqs), f"the pair counts of {_short_table(word_freqs)}",
+                     [(message, wrong(word_freqs)) for message, wrong in mistakes])
+    passed(check, len(cases))
+
+
+def _short_table(word_freqs) -> str:
+    text = repr(word_freqs)
+    return text if len(text) <= 80 else f"a table of {len(word_freqs)} words"

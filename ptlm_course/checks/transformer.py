@@ -9,7 +9,7 @@ from ._core import CheckFailed, call_student, expect_deterministic, expect_tenso
 from ..transformer import FeedForward, TransformerBlock
 from ..validation import describe
 
-__all__ = ["check_layer_norm", "check_feed_forward", "check_transformer_block"]
+__all__ = ["check_layer_norm", "check_feed_forward", "check_transformer_block", "check_parallel_block"]
 
 
 # --- LayerNorm ----------------------------------------------------------------------------------------
@@ -255,4 +255,91 @@ def check_transformer_block(cls) -> None:
             kinds = [k for k in _BLOCK_MISTAKES if k != "no mask" or mask is not None]
             expect_tensor_like(check, out, _block_variant(ref, x, mask), "the output (B, T, C)" + where,
                                [(_BLOCK_MISTAKES[k] + where, _block_variant(ref, x, mask, k)) for k in kinds])
+    passed(check, len(cases))
+
+
+# --- A parallel block (GPT-J / PaLM style) ------------------------------------------------------------
+
+def _parallel_variant(ref: TransformerBlock, x, mask, kind="ok"):
+    """x + attn(ln(x)) + ffn(ln(x)) with one shared LayerNorm (ref.ln1), plus the classic mistakes."""
+    attn = lambda h, m=mask: ref.attn(h, mask=m)[0]               # noqa: E731
+    h = ref.ln1(x)
+    if kind == "sequential":                                      # the pre-LN block: ffn reads x + attn(...)
+        y = x + attn(h)
+        return y + ref.ffn(ref.ln1(y))
+    if kind == "no_residual":
+        return attn(h) + ref.ffn(h)
+    if kind == "normalised_skip":
+        return h + attn(h) + ref.ffn(h)
+    if kind == "ffn_raw":
+        return x + attn(h) + ref.ffn(x)
+    if kind == "attn_raw":
+        return x + attn(x) + ref.ffn(h)
+    if kind == "norm_after":
+        return ref.ln1(x + attn(x) + ref.ffn(x))
+    if kind == "no_mask":
+        return x + attn(h, None) + ref.ffn(h)
+    return x + attn(h) + ref.ffn(h)
+
+
+_PARALLEL_MISTAKES = {
+    "sequential": "this is the sequential pre-LN block (the feed-forward reads x + attn(...)): in a parallel block "
+                  "both sub-layers read the same h = self.ln(x), and both outputs are added to x.",
+    "no_residual": "the residual is missing: return x + attn(h) + ffn(h), not only the two sub-layers.",
+    "normalised_skip": "the residual carries the normalised h: add the sub-layers to the original x, "
+                       "x + attn(h) + ffn(h) with h = self.ln(x).",
+    "ffn_raw": "the feed-forward network reads the un-normalised x: it reads h = self.ln(x), like the attention.",
+    "attn_raw": "the attention reads the un-normalised x: it reads h = self.ln(x), like the feed-forward network.",
+    "norm_after": "the LayerNorm is applied after the sum (post-LN): normalise the sub-layers' input, "
+                  "h = self.ln(x), and leave x + attn(h) + ffn(h) as it is.",
+    "no_mask": "your block ignores `mask`: pass it on, self.attn(h, mask=mask).",
+}
+
+
+def check_parallel_block(cls) -> None:
+    """Check a parallel block ``cls(d_model, n_heads)`` with ``attn``, ``ln``, ``ffn`` (``fc1``, ``fc2``) and
+    ``forward(x, mask=None) = x + attn(ln(x)) + ffn(ln(x))`` (GPT-J and PaLM use this layout)."""
+    check = "check_parallel_block"
+    name = fn_name(cls)
+    cases = [(2, 5, 16, 4, None), (1, 6, 8, 2, "causal"), (3, 4, 12, 3, "padding")]
+    g = torch.Generator().manual_seed(13)
+    for B, T, C, H, mask_kind in cases:
+        torch.manual_seed(C + H + 1)
+        ref = TransformerBlock(C, H).double().eval()
+        with torch.no_grad():
+            ref.ln1.weight.uniform_(0.5, 1.5, generator=g)
+            ref.ln1.bias.uniform_(-0.5, 0.5, generator=g)
+        student = _build(check, cls, C, H)
+        theirs = dict(student.named_parameters())
+        mapping = {key.replace("ln1.", "ln."): value for key, value in ref.named_parameters() if not key.startswith("ln2.")}
+        for key, value in mapping.items():
+            if key not in theirs:
+                raise CheckFailed(check, f"`{name}` should have a parameter `{key}` (the layers `self.attn`, `self.ln`, "
+                                         f"`self.ffn` of the exercise), but it has none by that name.")
+            if theirs[key].shape != value.shape:
+                raise CheckFailed(check, f"`{key}` in `{name}` should have shape {tuple(value.shape)}, but it has "
+                                         f"{tuple(theirs[key].shape)}.")
+            with torch.no_grad():
+                theirs[key].copy_(value)
+        x = 2 * torch.randn(B, T, C, generator=g, dtype=torch.float64) + 1
+        if mask_kind == "causal":
+            mask = torch.ones(T, T, dtype=torch.bool).tril()
+        elif mask_kind == "padding":
+            mask = (torch.arange(T) < torch.tensor([T, 2, 3])[:, None])[:, None, None, :]
+        else:
+            mask = None
+        kwargs = {} if mask is None else {"mask": mask}
+        try:
+            out = call_student(check, student, x.clone(), **kwargs)
+        except CheckFailed as failure:
+            if "tuple" in failure.message:
+                raise CheckFailed(check, "self.attn(...) returns a pair (out, weights): add only `out`, "
+                                         "e.g. self.attn(h, mask=mask)[0].") from None
+            raise
+        expect_deterministic(check, out, student, x.clone(), **kwargs)
+        where = f" (test: B={B}, T={T}, d_model={C}, n_heads={H}{f', {mask_kind} mask' if mask_kind else ''})"
+        with torch.no_grad():
+            kinds = [k for k in _PARALLEL_MISTAKES if k != "no_mask" or mask is not None]
+            expect_tensor_like(check, out, _parallel_variant(ref, x, mask), "the output (B, T, C)" + where,
+                               [(_PARALLEL_MISTAKES[k] + where, _parallel_variant(ref, x, mask, k)) for k in kinds])
     passed(check, len(cases))

@@ -383,3 +383,141 @@ def padding_expand(lengths, T):
 @correct("check_causal_mask")
 def causal_ones_like_bool(T):
     return torch.tril(torch.ones((T, T))).to(torch.bool)
+
+
+# ------------------------------------------------------------------------------------ cached attention step
+
+
+@correct("check_cached_attention_step")
+def step_sdpa(q_t, k_t, v_t, k_cache, v_cache):
+    keys, values = torch.cat((k_cache, k_t), dim=2), torch.cat((v_cache, v_t), dim=2)
+    return F.scaled_dot_product_attention(q_t, keys, values), keys, values
+
+
+@correct("check_cached_attention_step")
+def step_einsum(q_t, k_t, v_t, k_cache, v_cache):
+    keys = torch.cat([k_cache, k_t], -2)
+    values = torch.cat([v_cache, v_t], -2)
+    weights = torch.einsum("bhqd,bhkd->bhqk", q_t, keys).div(q_t.shape[-1] ** 0.5).softmax(-1)
+    return torch.einsum("bhqk,bhkd->bhqd", weights, values), keys, values
+
+
+def _step(q_t, k_t, v_t, k_cache, v_cache, first=False, mask=False, dim=-1, scale=True, front=False, stale=False):
+    keys = torch.cat([k_t, k_cache] if front else [k_cache, k_t], dim=-2)
+    values = torch.cat([v_t, v_cache] if front else [v_cache, v_t], dim=-2)
+    att_k, att_v = (k_cache, v_cache) if first else (keys, values)
+    scores = q_t @ att_k.transpose(-2, -1) / (math.sqrt(q_t.shape[-1]) if scale else 1.0)
+    if mask:
+        T_q, T_k = scores.shape[-2:]
+        scores = scores.masked_fill(torch.ones(T_q, T_k).tril() == 0, float("-inf"))
+    out = scores.softmax(dim) @ att_v
+    return (out, k_cache, v_cache) if stale else (out, keys, values)
+
+
+@wrong("check_cached_attention_step", "before attending")
+def step_attend_first(q_t, k_t, v_t, k_cache, v_cache):
+    return _step(q_t, k_t, v_t, k_cache, v_cache, first=True)
+
+
+@wrong("check_cached_attention_step", "causal mask")
+def step_with_tril(q_t, k_t, v_t, k_cache, v_cache):
+    return _step(q_t, k_t, v_t, k_cache, v_cache, mask=True)
+
+
+@wrong("check_cached_attention_step", "query axis")
+def step_softmax_queries(q_t, k_t, v_t, k_cache, v_cache):
+    return _step(q_t, k_t, v_t, k_cache, v_cache, dim=-2)
+
+
+@wrong("check_cached_attention_step", "not scaled")
+def step_no_scale(q_t, k_t, v_t, k_cache, v_cache):
+    return _step(q_t, k_t, v_t, k_cache, v_cache, scale=False)
+
+
+@wrong("check_cached_attention_step", "front")
+def step_prepend(q_t, k_t, v_t, k_cache, v_cache):
+    return _step(q_t, k_t, v_t, k_cache, v_cache, front=True)
+
+
+@wrong("check_cached_attention_step", "do not include the new key")
+def step_stale_cache(q_t, k_t, v_t, k_cache, v_cache):
+    return _step(q_t, k_t, v_t, k_cache, v_cache, stale=True)
+
+
+@wrong("check_cached_attention_step", "wrong dim")
+def step_cat_last_dim(q_t, k_t, v_t, k_cache, v_cache):
+    out, _, _ = _step(q_t, k_t, v_t, k_cache, v_cache)
+    return out, torch.cat([k_cache, k_t], -1), torch.cat([v_cache, v_t], -1)
+
+
+@wrong("check_cached_attention_step", "triple")
+def step_output_only(q_t, k_t, v_t, k_cache, v_cache):
+    return _step(q_t, k_t, v_t, k_cache, v_cache)[0]
+
+
+# ------------------------------------------------------------------------------------ cross-attention
+
+
+@correct("check_cross_attention")
+class CrossSDPA(_MHA):
+    def forward(self, x, context, mask=None):
+        B, T, C = x.shape
+        q, k, v = self.heads(self.q_proj(x)), self.heads(self.k_proj(context)), self.heads(self.v_proj(context))
+        scores = q @ k.transpose(-2, -1) / math.sqrt(C // self.n_heads)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.out_proj(out.transpose(1, 2).reshape(B, T, C)), scores.softmax(-1)
+
+
+class _Cross(_MHA):
+    def cross(self, x, context, mask=None, q_src=None, kv_src=None, scale=True, causal=False, use_mask=True, out=True):
+        q_in = x if q_src is None else q_src
+        kv_in = context if kv_src is None else kv_src
+        B, T, C = q_in.shape
+        q, k, v = self.heads(self.q_proj(q_in)), self.heads(self.k_proj(kv_in)), self.heads(self.v_proj(kv_in))
+        scores = q @ k.transpose(-2, -1) / (math.sqrt(C // self.n_heads) if scale else 1.0)
+        if mask is not None and use_mask:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        if causal:
+            scores = scores.masked_fill(~torch.ones(scores.shape[-2:], dtype=torch.bool).tril(), float("-inf"))
+        weights = scores.softmax(-1)
+        y = (weights @ v).transpose(1, 2).reshape(B, T, C)
+        return (self.out_proj(y) if out else y), weights
+
+
+@wrong("check_cross_attention", "keys and values come from x")
+class CrossSelf(_Cross):
+    def forward(self, x, context, mask=None):
+        return self.cross(x, context, None, kv_src=x)
+
+
+@wrong("check_cross_attention", "causal mask")
+class CrossCausal(_Cross):
+    def forward(self, x, context, mask=None):
+        return self.cross(x, context, mask, causal=True)
+
+
+@wrong("check_cross_attention", "mask is ignored")
+class CrossNoMask(_Cross):
+    def forward(self, x, context, mask=None):
+        return self.cross(x, context, mask, use_mask=False)
+
+
+@wrong("check_cross_attention", "not scaled")
+class CrossNoScale(_Cross):
+    def forward(self, x, context, mask=None):
+        return self.cross(x, context, mask, scale=False)
+
+
+@wrong("check_cross_attention", "output projection")
+class CrossNoOut(_Cross):
+    def forward(self, x, context, mask=None):
+        return self.cross(x, context, mask, out=False)
+
+
+@wrong("check_cross_attention", "dropout is always on")
+class CrossDropout(_Cross):
+    def forward(self, x, context, mask=None):
+        out, weights = self.cross(x, context, mask)
+        return F.dropout(out, 0.2), weights

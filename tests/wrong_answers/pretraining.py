@@ -522,3 +522,78 @@ def targets_unfold(ids, block_size, start):
 @correct("check_causal_lm_loss")
 def loss_nll(logits, targets):
     return F.nll_loss(F.log_softmax(logits, -1).flatten(0, 1), targets.flatten(), ignore_index=-100)
+
+
+# ------------------------------------------------------------------------------------ GPT forward
+
+
+@correct("check_gpt_forward")
+def gpt_tied_head(model, idx):
+    positions = torch.arange(idx.shape[1]).unsqueeze(0)                 # (1, T)
+    x = model.wte(idx) + model.wpe(positions)
+    for block in model.blocks:
+        x = block(x)
+    return model.ln_f(x) @ model.wte.weight.T                          # the head is tied to wte
+
+
+@correct("check_gpt_forward")
+def gpt_sequential(model, idx):
+    x = model.drop(model.wte(idx) + model.wpe.weight[:idx.shape[1]])
+    return model.lm_head(model.ln_f(torch.nn.Sequential(*model.blocks)(x)))
+
+
+def _gpt(model, idx, positions=True, start=0, final=True, order=1, softmax=False):
+    T = idx.shape[1]
+    x = model.wte(idx)
+    if positions:
+        x = x + model.wpe(torch.arange(start, start + T))
+    for block in list(model.blocks)[::order]:
+        x = block(x)
+    logits = model.lm_head(model.ln_f(x) if final else x)
+    return logits.softmax(-1) if softmax else logits
+
+
+@wrong("check_gpt_forward", "position embeddings are missing")
+def gpt_no_positions(model, idx):
+    return _gpt(model, idx, positions=False)
+
+
+@wrong("check_gpt_forward", "start at 1")
+def gpt_positions_from_one(model, idx):
+    return _gpt(model, idx, start=1)
+
+
+@wrong("check_gpt_forward", "final layernorm")
+def gpt_no_final_norm(model, idx):
+    return _gpt(model, idx, final=False)
+
+
+@wrong("check_gpt_forward", "reverse order")
+def gpt_reversed(model, idx):
+    return _gpt(model, idx, order=-1)
+
+
+@wrong("check_gpt_forward", "probabilities")
+def gpt_softmax(model, idx):
+    return _gpt(model, idx, softmax=True)
+
+
+@wrong("check_gpt_forward", "token ids")
+def gpt_positions_by_ids(model, idx):
+    x = model.wte(idx) + model.wpe(idx)
+    for block in model.blocks:
+        x = block(x)
+    return model.lm_head(model.ln_f(x))
+
+
+@wrong("check_gpt_forward", "only the last block")
+def gpt_loop_bug(model, idx):
+    x = model.wte(idx) + model.wpe(torch.arange(idx.shape[1]))
+    for block in model.blocks:
+        h = block(x)
+    return model.lm_head(model.ln_f(h))
+
+
+@wrong("check_gpt_forward", "not a tuple")
+def gpt_returns_pair(model, idx):
+    return _gpt(model, idx), None

@@ -308,3 +308,62 @@ def pairs_counter_update(ids):
     counts = Counter()
     counts.update((a, b) for a, b in zip(ids[:-1], ids[1:]))
     return counts
+
+
+# ------------------------------------------------------------------------------------ pair counts over words
+
+
+@correct("check_word_pair_counts")
+def word_pairs_counter(word_freqs):
+    counts = Counter()
+    for word, freq in word_freqs.items():
+        for a, b in zip(word, word[1:]):
+            counts[a, b] += freq
+    return counts
+
+
+@correct("check_word_pair_counts")
+def word_pairs_sum_of_counters(word_freqs):
+    total = Counter()
+    for word, freq in word_freqs.items():
+        total.update({pair: n * freq for pair, n in Counter(zip(word, word[1:])).items()})
+    return total
+
+
+@wrong("check_word_pair_counts", "frequencies are ignored")
+def word_pairs_unweighted(word_freqs):
+    counts = Counter()
+    for word in word_freqs:
+        counts.update(zip(word, word[1:]))
+    return counts
+
+
+@wrong("check_word_pair_counts", "cross word boundaries")
+def word_pairs_flattened(word_freqs):
+    ids = []
+    for word, freq in word_freqs.items():
+        ids += list(word) * freq
+    return Counter(zip(ids, ids[1:]))
+
+
+@wrong("check_word_pair_counts", "counted once")
+def word_pairs_set(word_freqs):
+    counts = Counter()
+    for word, freq in word_freqs.items():
+        for pair in set(zip(word, word[1:])):
+            counts[pair] += freq
+    return counts
+
+
+@wrong("check_word_pair_counts", "overwrote")
+def word_pairs_overwrite(word_freqs):
+    counts = {}
+    for word, freq in word_freqs.items():
+        for pair in zip(word, word[1:]):
+            counts[pair] = freq
+    return counts
+
+
+@wrong("check_word_pair_counts", "keys should be pairs")
+def word_pairs_by_word(word_freqs):
+    return {word: freq for word, freq in word_freqs.items()}

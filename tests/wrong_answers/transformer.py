@@ -265,3 +265,62 @@ def layer_norm_via_group_norm_math(x, weight, bias, eps=1e-5):
     mu = flat.mean(1, keepdim=True)
     sigma2 = flat.pow(2).mean(1, keepdim=True) - mu.pow(2)
     return ((flat - mu) / (sigma2 + eps).sqrt()).reshape(x.shape) * weight + bias
+
+
+# ------------------------------------------------------------------------------------ parallel block
+
+
+class _Parallel(nn.Module):
+    def __init__(self, d_model, n_heads):
+        super().__init__()
+        self.attn = MultiHeadAttention(d_model, n_heads)
+        self.ln = nn.LayerNorm(d_model)
+        self.ffn = FeedForward(d_model, 4 * d_model)
+
+
+@correct("check_parallel_block")
+class ParallelSum(_Parallel):
+    def forward(self, x, mask=None):
+        h = self.ln(x)
+        branches = [self.attn(h, mask=mask)[0], self.ffn(h)]
+        return x + sum(branches)
+
+
+@wrong("check_parallel_block", "sequential")
+class ParallelSequential(_Parallel):
+    def forward(self, x, mask=None):
+        x = x + self.attn(self.ln(x), mask=mask)[0]
+        return x + self.ffn(self.ln(x))
+
+
+@wrong("check_parallel_block", "residual is missing")
+class ParallelNoResidual(_Parallel):
+    def forward(self, x, mask=None):
+        h = self.ln(x)
+        return self.attn(h, mask=mask)[0] + self.ffn(h)
+
+
+@wrong("check_parallel_block", "normalised h")
+class ParallelNormalisedSkip(_Parallel):
+    def forward(self, x, mask=None):
+        x = self.ln(x)
+        return x + self.attn(x, mask=mask)[0] + self.ffn(x)
+
+
+@wrong("check_parallel_block", "un-normalised")
+class ParallelFFNRaw(_Parallel):
+    def forward(self, x, mask=None):
+        return x + self.attn(self.ln(x), mask=mask)[0] + self.ffn(x)
+
+
+@wrong("check_parallel_block", "after the sum")
+class ParallelPostLN(_Parallel):
+    def forward(self, x, mask=None):
+        return self.ln(x + self.attn(x, mask=mask)[0] + self.ffn(x))
+
+
+@wrong("check_parallel_block", "ignores `mask`")
+class ParallelNoMask(_Parallel):
+    def forward(self, x, mask=None):
+        h = self.ln(x)
+        return x + self.attn(h)[0] + self.ffn(h)
