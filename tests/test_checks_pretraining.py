@@ -432,3 +432,15 @@ def test_sample_next_accepts_correct_styles(fn, capsys):
 ])
 def test_sample_next_names_mistakes(fn, message):
     fails_with(check_sample_next, fn, message)
+
+
+def test_differences_next_to_infinities_are_reported_plainly():
+    """-inf against -inf is no difference (it used to read as NaN); -inf against a number is the largest one."""
+    from ptlm_course.checks._core import expect_tensor_like
+    inf = float("-inf")
+    expected = torch.tensor([inf, 1.0, 2.0, inf], dtype=torch.float64)
+    with pytest.raises(CheckFailed, match=r"at index \(2,\) it is 2\.5, the reference gives 2 \(largest difference 0\.5\)"):
+        expect_tensor_like("demo", torch.tensor([inf, 1.0, 2.5, inf]), expected, "the result")
+    with pytest.raises(CheckFailed, match=r"at index \(1,\) it is -inf, the reference gives 1 \(largest difference "
+                                          r"infinite: one is ±inf where the other is finite\)"):
+        expect_tensor_like("demo", torch.tensor([inf, inf, 2.0, inf]), expected, "the result")
