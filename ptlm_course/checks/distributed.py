@@ -80,11 +80,11 @@ def shard_gradients(model, batch, n_workers):
 def check_unequal_shards_experiment(experiment) -> None:
     """Check the stated results of the unequal-shards experiment against a re-run of it."""
     check = "check_unequal_shards_experiment"
+    results = run_experiment(check, experiment)            # first: an unwritten one fails fast
     model, batch, n_workers = unequal_shards_setup()
     full, grads, sizes = shard_gradients(model, batch, n_workers)
     gap_plain = float((torch.stack(grads).mean(0) - full).abs().max())
     gap_weighted = float((_combine(grads, sizes) - full).abs().max())
-    results = run_experiment(check, experiment)
     expect_conclusion(check, results, {"gap_plain_mean": gap_plain, "gap_weighted_mean": gap_weighted}, {
         "plain_mean_is_exact": (gap_plain < 1e-6, f"with shards of {sizes} examples the plain mean is off by "
                                 f"{gap_plain:.2g}, far above rounding."),

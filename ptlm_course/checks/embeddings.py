@@ -122,9 +122,9 @@ def check_order_gap(fn) -> None:
 def check_order_experiment(experiment) -> None:
     """Check the stated results of the word-order experiment against a re-run of it."""
     check = "check_order_experiment"
+    results = run_experiment(check, experiment)            # first: an unwritten one fails fast
     layer, x, perm, pe = order_experiment_setup()
     without, with_pe = _order_gap(layer, x, perm), _order_gap(layer, x, perm, pe)
-    results = run_experiment(check, experiment)
     expect_conclusion(check, results, {"gap_without_positions": without, "gap_with_positions": with_pe}, {
         "attention_alone_ignores_order": (without < 1e-4, "without positions, shuffling the tokens only shuffles the "
                                           "outputs (the gap is at rounding level), so attention alone cannot tell "

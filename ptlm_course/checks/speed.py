@@ -78,10 +78,10 @@ def measure_peak(model, batch, checkpointing: bool) -> int:
 def check_memory_experiment(experiment) -> None:
     """Check the stated results of the activation-checkpointing memory experiment against a re-run."""
     check = "check_memory_experiment"
+    results = run_experiment(check, experiment)            # first: an unwritten one fails fast
     model, batch = memory_experiment_setup()
     without, with_ckpt = measure_peak(model, batch, False), measure_peak(model, batch, True)
     saved = 1 - with_ckpt / without
-    results = run_experiment(check, experiment)
     expect_conclusion(check, results, {"peak_without": without, "peak_with": with_ckpt, "saved_fraction": saved}, {
         "checkpointing_saves_memory": (with_ckpt < without, "the peak with checkpointing is lower: each block keeps "
                                        "only its input for backward."),
