@@ -1,7 +1,6 @@
 """Checks for exercises/02_embeddings_and_positions.ipynb: a sinusoidal layout, and an experiment on word order."""
 from __future__ import annotations
 
-
 import torch
 
 from ..attention import MultiHeadAttention
