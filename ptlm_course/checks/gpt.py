@@ -30,11 +30,13 @@ def _variant(model: GPT, idx: torch.Tensor, kind: str = "ok") -> torch.Tensor:
         positions = positions + 1
     pos = {"no_positions": 0.0, "positions_from_ids": model.wpe(idx)}.get(kind, model.wpe(positions))
     x = model.wte(idx) + pos                                                     # (B, T, C)
+    if kind == "norm_first":
+        x = model.ln_f(x)
     blocks = list(model.blocks)
     blocks = {"reversed_blocks": blocks[::-1], "last_block_only": blocks[-1:], "first_block_only": blocks[:1]}.get(kind, blocks)
     for block in blocks:
         x = block(x)
-    if kind != "no_final_norm":
+    if kind not in ("no_final_norm", "norm_first"):
         x = model.ln_f(x)
     logits = model.lm_head(x)                                                    # (B, T, V)
     return logits.softmax(-1) if kind == "softmax" else logits
@@ -47,6 +49,8 @@ _MISTAKES = {
                           "positions 0..T-1, torch.arange(T).",
     "positions_from_1": "the positions start at 1: the first token has position 0, torch.arange(T).",
     "no_final_norm": "the final LayerNorm is missing: apply model.ln_f after the last block, before model.lm_head.",
+    "norm_first": "the final LayerNorm is applied to the embeddings, before the blocks: model.ln_f comes after the "
+                  "last block, right before model.lm_head.",
     "reversed_blocks": "the blocks run in reverse order: apply model.blocks[0] first, then blocks[1], ...",
     "last_block_only": "only the last block was applied (x = block(x) inside the loop, but the loop input is "
                        "not updated?): each block reads the previous block's output.",

@@ -172,12 +172,12 @@ def _cross_variant(ref: MultiHeadAttention, x, context, mask, kind="ok"):
     """Cross-attention written out (queries from x, keys and values from context), with classic mistakes."""
     B, T, C = x.shape
     H, d = ref.n_heads, ref.head_dim
-    source_q = context if kind == "q_from_context" else x
-    source_kv = x if kind == "kv_from_x" else context
+    source_q = context if kind in ("q_from_context", "swapped") else x
+    source_kv = x if kind in ("kv_from_x", "swapped") else context
     q = split_heads(ref.q_proj(source_q), H)                                    # (B, H, T, d)
     k, v = split_heads(ref.k_proj(source_kv), H), split_heads(ref.v_proj(source_kv), H)   # (B, H, S, d)
     scores = q @ k.transpose(-2, -1) * (1.0 if kind == "no_scale" else 1 / math.sqrt(d))   # (B, H, T, S)
-    if mask is not None and kind not in ("no_mask", "kv_from_x", "q_from_context"):
+    if mask is not None and kind not in ("no_mask", "kv_from_x", "q_from_context", "swapped"):
         scores = scores.masked_fill(~mask, float("-inf"))
     if kind == "causal":
         scores = scores.masked_fill(~torch.ones(scores.shape[-2:], dtype=torch.bool).tril(), float("-inf"))
@@ -191,6 +191,8 @@ _CROSS_MISTAKES = {
                  "values from `context` (self.k_proj(context), self.v_proj(context)).",
     "q_from_context": "the queries come from `context`: the queries come from x (one output per position of x), "
                       "the keys and values from context.",
+    "swapped": "x and context are swapped: the queries come from `context` and the keys and values from x; it is "
+               "the other way round (one output per position of x, attending over the context).",
     "no_mask": "the mask is ignored: it hides padded context positions; set those scores to float('-inf') "
                "before the softmax.",
     "causal": "a causal mask was applied: cross-attention may look at every context position (only the padding "

@@ -98,6 +98,8 @@ def _loss_mistakes(logits, targets):
         ("you passed softmax probabilities to cross_entropy; it expects the raw logits (it applies "
          "log_softmax itself).", F.cross_entropy(flat_logits.softmax(-1), flat_targets)),
         ("the loss was summed, not averaged: take the mean over the (non -100) target tokens.", per_token.sum()),
+        ("you gave nll_loss probabilities: it expects log-probabilities, so use log_softmax (or cross_entropy on "
+         "the raw logits).", -flat_logits.softmax(-1)[real, flat_targets[real]].mean()),
         ("the targets were flattened in a different order from the logits: flatten both the same way, "
          "logits.view(B*T, V) with targets.view(B*T).", F.cross_entropy(flat_logits, targets.T.reshape(B * T))),
         ("the softmax runs over the wrong axis: normalise over the vocabulary, the last dimension "
