@@ -133,17 +133,17 @@ def test_causal_lm_loss_names_mistakes(kind, message):
 
 # --- MLM masking -------------------------------------------------------------------------------------
 
-def masking_package(input_ids, special_ids, vocab_size, mask_id, generator=None):
-    return mask_tokens(input_ids, special_ids, vocab_size, mask_id, generator=generator)
+def masking_package(input_ids, special_ids, vocab_size, mask_id, mask_prob=0.15, generator=None):
+    return mask_tokens(input_ids, special_ids, vocab_size, mask_id, mask_prob=mask_prob, generator=generator)
 
 
-def masking_exact_count(input_ids, special_ids, vocab_size, mask_id, generator=None):
+def masking_exact_count(input_ids, special_ids, vocab_size, mask_id, mask_prob=0.15, generator=None):
     """A different correct style: exactly 15% per row (randperm), one draw decides 80/10/10, resample specials."""
     masked, labels = input_ids.clone(), torch.full_like(input_ids, -100)
     special = torch.tensor(list(special_ids))
     for r in range(input_ids.shape[0]):
         eligible = (~torch.isin(input_ids[r], special)).nonzero().squeeze(1)
-        pick = eligible[torch.randperm(len(eligible), generator=generator)[:round(0.15 * len(eligible))]]
+        pick = eligible[torch.randperm(len(eligible), generator=generator)[:round(mask_prob * len(eligible))]]
         labels[r, pick] = input_ids[r, pick]
         for position in pick.tolist():
             u = torch.rand((), generator=generator).item()
@@ -157,10 +157,10 @@ def masking_exact_count(input_ids, special_ids, vocab_size, mask_id, generator=N
     return masked, labels
 
 
-def masking_bernoulli(input_ids, special_ids, vocab_size, mask_id, generator=None):
+def masking_bernoulli(input_ids, special_ids, vocab_size, mask_id, mask_prob=0.15, generator=None):
     """Hugging Face's style: Bernoulli draws, 0.8 then 0.5 of the rest; ids drawn from the ordinary ones."""
     special = torch.isin(input_ids, torch.tensor(sorted(special_ids)))
-    chosen = torch.bernoulli(torch.full(input_ids.shape, 0.15), generator=generator).bool() & ~special
+    chosen = torch.bernoulli(torch.full(input_ids.shape, mask_prob), generator=generator).bool() & ~special
     labels = input_ids.masked_fill(~chosen, -100)
     masked = input_ids.clone()
     to_mask = torch.bernoulli(torch.full(input_ids.shape, 0.8), generator=generator).bool() & chosen
@@ -172,7 +172,7 @@ def masking_bernoulli(input_ids, special_ids, vocab_size, mask_id, generator=Non
 
 
 def masking_with_mistake(kind):
-    def fn(input_ids, special_ids, vocab_size, mask_id, generator=None):
+    def fn(input_ids, special_ids, vocab_size, mask_id, mask_prob=0.15, generator=None):
         special = torch.tensor(list(special_ids))
         ids = input_ids if kind == "in_place" else input_ids.clone()
         original = input_ids.clone()
@@ -181,15 +181,19 @@ def masking_with_mistake(kind):
             protected = original == 0                                     # forgets [CLS] and [SEP]
         if kind == "padding":
             protected = protected & (original != 0)
-        rate = 0.3 if kind == "rate" else 0.15
+        rate = 0.3 if kind == "rate" else mask_prob
         chosen = (torch.rand(ids.shape, generator=generator) < rate) & ~protected
         u = torch.rand(ids.shape, generator=generator)
         to_mask = chosen & (u < (1.0 if kind == "all_mask" else 0.8))
         to_random = chosen & (u >= 0.8) & (u < 0.9)
         if kind == "no_unchanged":
             to_random = chosen & (u >= 0.8)
-        low = 0 if kind == "random_special" else len(special_ids)          # specials are ids 0..4 in the check
-        random_ids = torch.randint(low, vocab_size, ids.shape, generator=generator)
+        ordinary = torch.tensor([i for i in range(vocab_size) if i not in special_ids])
+        random_ids = ordinary[torch.randint(len(ordinary), ids.shape, generator=generator)]
+        if kind == "random_special":
+            random_ids = torch.randint(vocab_size, ids.shape, generator=generator)
+        if kind == "randint_from_n_special":                               # assumes the specials come first
+            random_ids = torch.randint(len(special_ids), vocab_size, ids.shape, generator=generator)
         ids[to_random] = random_ids[to_random]
         ids[to_mask] = mask_id
         labels = torch.where(chosen, original, torch.full_like(original, -100))
@@ -206,7 +210,7 @@ def masking_with_mistake(kind):
 @pytest.mark.parametrize("fn", [masking_package, masking_exact_count, masking_bernoulli])
 def test_mlm_masking_accepts_correct_styles(fn, capsys):
     check_mlm_masking(fn)
-    assert "✅ check_mlm_masking: all 8 tests passed." in capsys.readouterr().out
+    assert "✅ check_mlm_masking: all 10 tests passed." in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("kind, message", [
@@ -217,6 +221,7 @@ def test_mlm_masking_accepts_correct_styles(fn, capsys):
     ("label_masked", "the labels hold the masked ids"),
     ("unlabelled_change", "changed but their label is -100"),
     ("random_special", "random replacements are special tokens"),
+    ("randint_from_n_special", r"randint\(len\(special_ids\), vocab_size\) assumes the special ids come first"),
     ("rate", r"[23]\d\.\d% of the ordinary tokens were chosen, but it should be about 15%"),
     ("all_mask", "every chosen token became"),
     ("no_unchanged", r"80% \[MASK\] / 10% random / 10% unchanged, but got .*unchanged 0\.\d%"),
@@ -289,7 +294,7 @@ def nsp_unbalanced(plays, n, generator=None):                    # only a quarte
 @pytest.mark.parametrize("fn", [nsp_reference, nsp_exact_half])
 def test_nsp_pairs_accepts_correct_styles(fn, capsys):
     check_nsp_pairs(fn)
-    assert "✅ check_nsp_pairs: all 4 tests passed." in capsys.readouterr().out
+    assert "✅ check_nsp_pairs: all 6 tests passed." in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("fn, message", [
@@ -410,7 +415,7 @@ def sample_gumbel(logits, generator=None):                       # the Gumbel-ma
 @pytest.mark.parametrize("fn", [sample_multinomial, sample_gumbel])
 def test_sample_next_accepts_correct_styles(fn, capsys):
     check_sample_next(fn)
-    assert "✅ check_sample_next: all 3 tests passed." in capsys.readouterr().out
+    assert "✅ check_sample_next: all 4 tests passed." in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("fn, message", [
@@ -427,3 +432,15 @@ def test_sample_next_accepts_correct_styles(fn, capsys):
 ])
 def test_sample_next_names_mistakes(fn, message):
     fails_with(check_sample_next, fn, message)
+
+
+def test_differences_next_to_infinities_are_reported_plainly():
+    """-inf against -inf is no difference (it used to read as NaN); -inf against a number is the largest one."""
+    from ptlm_course.checks._core import expect_tensor_like
+    inf = float("-inf")
+    expected = torch.tensor([inf, 1.0, 2.0, inf], dtype=torch.float64)
+    with pytest.raises(CheckFailed, match=r"at index \(2,\) it is 2\.5, the reference gives 2 \(largest difference 0\.5\)"):
+        expect_tensor_like("demo", torch.tensor([inf, 1.0, 2.5, inf]), expected, "the result")
+    with pytest.raises(CheckFailed, match=r"at index \(1,\) it is -inf, the reference gives 1 \(largest difference "
+                                          r"infinite: one is ±inf where the other is finite\)"):
+        expect_tensor_like("demo", torch.tensor([inf, inf, 2.0, inf]), expected, "the result")

@@ -18,7 +18,7 @@ def is_check_cell(cell) -> bool:
 
 def test_required_exercises_exist():
     numbers = {p.name[:2] for p in SOLUTIONS}
-    assert {"01", "03", "04", "05"} <= numbers, f"solution notebooks found: {[p.name for p in SOLUTIONS]}"
+    assert {"01", "02", "03", "04", "05", "06", "15", "16"} <= numbers, f"solution notebooks found: {[p.name for p in SOLUTIONS]}"
 
 
 def test_exercises_are_generated_from_solutions():
@@ -87,3 +87,10 @@ def test_shipped_exercise_fails_only_in_checks_with_friendly_messages(path):
         else:
             assert not errors, f"a non-check cell failed ({errors[0].ename}: {errors[0].evalue}):\n{cell.source}"
     assert n_checks > 0
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)
+def test_exercise_says_run_all_stops_at_the_first_failing_check(path):
+    nb = nbformat.read(path, as_version=4)
+    intro = next(c for c in nb.cells if c.cell_type == "markdown")
+    assert "Run All stops at the first check that fails, by design" in intro.source

@@ -12,7 +12,7 @@ from ptlm_course.__main__ import main as cli
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "03_attention"
-CHECKS = ["check_attention", "check_causal_mask", "check_padding_mask"]
+CHECKS = ["check_attention", "check_causal_mask", "check_padding_mask", "check_cached_attention_step"]
 
 
 def exercise():
@@ -108,7 +108,7 @@ def test_correct_submission_passes_every_check(graded):
     assert list(alice) == CHECKS and all(r["passed"] == "True" for r in alice.values())
     assert all(r["message"].startswith("✅") and "[" not in r["message"] for r in alice.values())
     summary = out.with_suffix(".md").read_text(encoding="utf-8")
-    assert "| alice | 03_attention | 3/3 |" in summary and "| mallory | 03_attention | 0/3 |" in summary
+    assert "| alice | 03_attention | 4/4 |" in summary and "| mallory | 03_attention | 0/4 |" in summary
 
 
 def test_overwriting_the_checks_does_not_pass(graded):

@@ -6,6 +6,7 @@ answer matches a known mistake (no scaling, wrong axis, ...), the message names 
 """
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Iterable
 
 import torch
@@ -32,7 +33,9 @@ def fn_name(fn) -> str:
 def call_student(check: str, fn: Callable, *args, **kwargs):
     """Call the student's code, turning exceptions into friendly failures."""
     try:
-        return fn(*args, **kwargs)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            return fn(*args, **kwargs)
     except NotImplementedError:
         raise CheckFailed(
             check, f"`{fn_name(fn)}` is not written yet: replace `raise NotImplementedError()` with your code."
@@ -41,9 +44,21 @@ def call_student(check: str, fn: Callable, *args, **kwargs):
         raise
     except Exception as error:  # noqa: BLE001 - every student error becomes a message
         inputs = ", ".join([describe(a) for a in args] + [f"{k}={describe(v)}" for k, v in kwargs.items()])
+        hint = _hint(error, caught)
         raise CheckFailed(
-            check, f"`{fn_name(fn)}` raised {type(error).__name__}: {error}\n   (called with {inputs})"
+            check, f"`{fn_name(fn)}` raised {type(error).__name__}: {error}\n   (called with {inputs}){hint}"
         ) from None
+
+
+_DOT_T = ("\n   Hint: `.T` on a tensor with more than 2 dims reverses *all* its dims (batch and heads too); "
+          "transpose the last two with `.transpose(-2, -1)` (or `.mT`).")
+
+
+def _hint(error: Exception, caught) -> str:
+    """A plain-words hint for errors whose cause is a classic mistake."""
+    if any("x.T" in str(w.message) for w in caught) or "x.T" in str(error):
+        return _DOT_T
+    return ""
 
 
 def expect_tensor_like(check: str, actual, expected: torch.Tensor, what: str,
@@ -80,15 +95,36 @@ def expect_tensor_like(check: str, actual, expected: torch.Tensor, what: str,
     for explanation, wrong in mistakes:
         if wrong.shape == actual.shape and _close(actual, wrong, atol, rtol):
             raise CheckFailed(check, explanation)
-    if torch.isnan(actual).any():
+    if torch.isnan(actual).any() and not torch.isnan(expected).any():
         raise CheckFailed(check, f"{what} contains NaN values (a 0/0 or inf - inf somewhere?).")
-    diff = (actual.to(expected.dtype) - expected).abs()
-    where = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape))
+    where, largest = _largest_difference(actual.to(torch.float64), expected.to(torch.float64))
     raise CheckFailed(
         check,
         f"{what} has the right shape but wrong values: at index {where} it is {actual[where].item():.5g}, "
-        f"the reference gives {expected[where].item():.5g} (largest difference {diff.max().item():.3g}).",
+        f"the reference gives {expected[where].item():.5g} (largest difference {largest}).",
     )
+
+
+def _largest_difference(actual: torch.Tensor, expected: torch.Tensor) -> tuple[tuple, str]:
+    """Where the two tensors differ most, and by how much; equal infinities count as no difference,
+    an infinity against a finite number (or NaN against a number) as the largest one."""
+    same = (actual == expected) | (torch.isnan(actual) & torch.isnan(expected))
+    diff = (actual - expected).abs().nan_to_num(nan=float("inf"), posinf=float("inf"))
+    diff = diff.masked_fill(same, 0.0)
+    where = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape))
+    largest = diff.max().item()
+    return where, ("infinite: one is ±inf where the other is finite" if largest == float("inf") else f"{largest:.3g}")
+
+
+def expect_deterministic(check: str, first, module, *args, **kwargs) -> None:
+    """A module in eval mode gives the same output twice; if not, dropout (or other noise) is always on."""
+    again = call_student(check, module, *args, **kwargs)
+    first, again = (r[0] if isinstance(r, (tuple, list)) and r else r for r in (first, again))
+    if isinstance(first, torch.Tensor) and isinstance(again, torch.Tensor) and first.shape == again.shape \
+            and not torch.allclose(first.detach(), again.detach(), equal_nan=True):
+        raise CheckFailed(check, "two calls in eval mode give different outputs: dropout is always on. Use "
+                                 "nn.Dropout, or F.dropout(..., training=self.training), so that model.eval() "
+                                 "switches it off.")
 
 
 def expect_equal(check: str, actual, expected, what: str,

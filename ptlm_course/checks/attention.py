@@ -8,19 +8,21 @@ import torch
 from ._core import CheckFailed, call_student, expect_tensor_like, passed
 from ..validation import describe
 
-__all__ = ["check_attention", "check_causal_mask", "check_padding_mask"]
+__all__ = ["check_attention", "check_causal_mask", "check_padding_mask", "check_cached_attention_step"]
 
 
 def _attention(q, k, v, mask=None, scale=None, softmax_dim=-1, fill=float("-inf"),
-               mask_after_softmax=False, invert_mask=False):
+               mask_after_softmax=False, invert_mask=False, scale_after_softmax=False):
     """Reference attention, plus the classic mistakes as switches (weights and output both returned)."""
     scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
-    scores = q @ k.transpose(-2, -1) * scale                  # (..., T_q, T_k)
+    scores = q @ k.transpose(-2, -1) * (1.0 if scale_after_softmax else scale)   # (..., T_q, T_k)
     if mask is not None and invert_mask:
         mask = ~mask
     if mask is not None and not mask_after_softmax:
         scores = scores.masked_fill(~mask, fill)
     weights = torch.softmax(scores, dim=softmax_dim)
+    if scale_after_softmax:
+        weights = weights * scale
     if mask is not None and mask_after_softmax:
         weights = weights.masked_fill(~mask, 0.0)
     return weights @ v, weights
@@ -64,7 +66,12 @@ def check_attention(fn) -> None:
             ("you divided the scores by d_k; divide by sqrt(d_k) instead.", dict(scale=1.0 / d_k)),
             ("the softmax runs over the wrong axis: each query's weights (a row, the last dim) should sum to 1, "
              "so use softmax(..., dim=-1).", dict(softmax_dim=-2)),
+            ("you scaled after the softmax: divide the scores q @ k.T by sqrt(d_k) *before* the softmax, so the "
+             "weights still sum to 1.", dict(scale_after_softmax=True)),
         ]
+        if v.shape[-1] != d_k:
+            variants.append(("you divided by sqrt(d_v), the size of the values; the scale is sqrt(d_k), the size "
+                             "of the queries and keys (q.shape[-1]).", dict(scale=1 / math.sqrt(v.shape[-1]))))
         if mask is not None:
             variants += [
                 ("the mask is applied after the softmax, so the remaining weights no longer sum to 1: fill the "
@@ -74,7 +81,11 @@ def check_attention(fn) -> None:
                 ("the mask polarity is inverted: True means 'may attend', so hide the positions where the mask "
                  "is False (e.g. scores.masked_fill(~mask, float('-inf'))).", dict(invert_mask=True)),
             ]
+        mistakes_without_mask = ("the mask is ignored: where the mask is False, set the scores to float('-inf') "
+                                 "before the softmax (scores.masked_fill(~mask, float('-inf'))).")
         mistakes = [(message, _attention(q, k, v, mask, **options)) for message, options in variants]
+        if mask is not None:
+            mistakes.append((mistakes_without_mask, _attention(q, k, v, None)))
         where = f" (test: {description})"
         transposed = "the returned weights are transposed: they should have shape (..., T_q, T_k), one row per query."
         expect_tensor_like(check, weights, w_ref, "the weights" + where,
@@ -128,4 +139,99 @@ def check_padding_mask(fn) -> None:
             (f"{call} is off by one: a sequence of length L has real tokens at positions 0..L-1 (use <, not <=).",
              off_by_one),
         ])
+    passed(check, len(cases))
+
+
+# --- one step of attention with a key/value cache ---------------------------------------------------
+
+def _cached_step(q_t, k_t, v_t, k_cache, v_cache, kind="ok"):
+    """Reference step (and its classic mistakes): append the new key/value, attend the one query to all."""
+    if kind == "attend_first":                                    # attends before appending
+        keys, values = k_cache, v_cache
+    elif kind == "prepend":
+        keys, values = torch.cat([k_t, k_cache], dim=-2), torch.cat([v_t, v_cache], dim=-2)
+    else:
+        keys, values = torch.cat([k_cache, k_t], dim=-2), torch.cat([v_cache, v_t], dim=-2)   # (B, H, t+1, d)
+    scale = 1.0 if kind == "no_scale" else 1 / math.sqrt(q_t.shape[-1])
+    scores = q_t @ keys.transpose(-2, -1) * scale                                             # (B, H, 1, t+1)
+    if kind == "tril":                                            # a (1, t+1) causal mask keeps only key 0
+        scores = scores.masked_fill(~torch.ones(scores.shape[-2:], dtype=torch.bool).tril(), float("-inf"))
+    weights = torch.softmax(scores, dim=-2 if kind == "query_axis" else -1)
+    out = weights @ values                                                                    # (B, H, 1, d)
+    if kind == "attend_first":
+        keys, values = torch.cat([k_cache, k_t], dim=-2), torch.cat([v_cache, v_t], dim=-2)
+    return out, keys, values
+
+
+_STEP_MISTAKES = {
+    "tril": "a causal mask was applied to the step's (1, t+1) scores, which hides every key but the first: the "
+            "one new query comes last, so it may attend to everything in the cache, no mask needed.",
+    "attend_first": "the new token does not see itself: append k_t and v_t to the caches before attending "
+                    "(the query at position t may attend to positions 0..t).",
+    "query_axis": "the softmax runs over the query axis (dim=-2), which has size 1 here, so every weight is 1: "
+                  "normalise over the keys, dim=-1.",
+    "no_scale": "the scores are not scaled: divide q_t @ keys.transpose(-2, -1) by sqrt(d).",
+    "prepend": "the new key/value was put at the front of the cache: append it at the end "
+               "(torch.cat([k_cache, k_t], dim=-2)), so position t stays at index t.",
+    "stale_cache": "the returned caches do not include the new key/value: return torch.cat([k_cache, k_t], dim=-2) "
+                   "(and the same for v), so the next step sees this token.",
+}
+
+
+def check_cached_attention_step(fn) -> None:
+    """Check ``fn(q_t, k_t, v_t, k_cache, v_cache) -> (out_t, k_cache, v_cache)``: one generation step.
+
+    The student's step runs T times from empty caches; its outputs must equal the rows of full causal
+    attention, and the final caches the full keys and values.
+    """
+    check = "check_cached_attention_step"
+    g = torch.Generator().manual_seed(11)
+    cases = [(2, 3, 5, 8), (1, 2, 4, 4), (3, 1, 6, 2)]                       # (B, H, T, d)
+    for B, H, T, d in cases:
+        q, k, v = (torch.randn(B, H, T, d, generator=g, dtype=torch.float64) for _ in range(3))
+        full, _ = _attention(q, k, v, torch.ones(T, T, dtype=torch.bool).tril())   # (B, H, T, d) the reference
+        kinds = [kind for kind in _STEP_MISTAKES if kind not in ("prepend", "stale_cache")]   # those change out_t
+        caches = {kind: (k[..., :0, :], v[..., :0, :]) for kind in kinds}
+        k_cache, v_cache = k[..., :0, :].clone(), v[..., :0, :].clone()
+        steps = []                                                  # (t, out_t, new caches, expected by kind)
+        for t in range(T):
+            q_t, k_t, v_t = q[..., t:t + 1, :], k[..., t:t + 1, :], v[..., t:t + 1, :]     # (B, H, 1, d)
+            expected = {}
+            for kind, (kc, vc) in caches.items():
+                out, kc, vc = _cached_step(q_t, k_t, v_t, kc, vc, kind)
+                expected[kind] = out
+                caches[kind] = (kc, vc)
+            try:
+                result = call_student(check, fn, q_t.clone(), k_t.clone(), v_t.clone(), k_cache, v_cache)
+            except CheckFailed as failure:
+                if "Sizes of tensors must match" in failure.message:
+                    raise CheckFailed(check, "torch.cat failed: the new key/value was concatenated along the wrong "
+                                             "dim. The positions are dim -2 of (B, H, t, d): "
+                                             "torch.cat([k_cache, k_t], dim=-2).") from None
+                raise
+            if not (isinstance(result, (tuple, list)) and len(result) == 3):
+                raise CheckFailed(check, f"the step should return a triple (out_t, k_cache, v_cache), but it returned "
+                                         f"{describe(result)}.")
+            steps.append((t, *result, expected))
+            k_cache, v_cache = result[1], result[2]
+            if not isinstance(k_cache, torch.Tensor) or not isinstance(v_cache, torch.Tensor):
+                break
+        # the mistake that explains the most steps comes first (two mistakes can agree at one step)
+        def explained(kind):
+            return sum(isinstance(out_t, torch.Tensor) and out_t.shape == exp[kind].shape
+                       and torch.allclose(out_t.detach().double(), exp[kind], atol=1e-5, rtol=1e-4)
+                       for _, out_t, _, _, exp in steps)
+        ordered = sorted(kinds, key=explained, reverse=True)
+        for t, out_t, new_k, new_v, expected in steps:
+            where = f" (test: B={B}, H={H}, T={T}, d={d}, step t={t} with {t} cached positions)"
+            expect_tensor_like(check, out_t, full[..., t:t + 1, :], "out_t (B, H, 1, d)" + where,
+                               [(_STEP_MISTAKES[kind] + where, expected[kind]) for kind in ordered])
+            for name, got, want in (("k_cache", new_k, k), ("v_cache", new_v, v)):
+                if isinstance(got, torch.Tensor) and got.dim() == 4 and got.shape[-1] != d:
+                    raise CheckFailed(check, f"the returned {name} has shape {tuple(got.shape)}: the new key/value was "
+                                             "concatenated along the wrong dim. The positions are dim -2 of "
+                                             "(B, H, t, d): torch.cat([k_cache, k_t], dim=-2)." + where)
+                expect_tensor_like(check, got, want[..., :t + 1, :], f"the returned {name} (B, H, t+1, d)" + where, [
+                    (_STEP_MISTAKES["stale_cache"] + where, want[..., :t, :]),
+                    (_STEP_MISTAKES["prepend"] + where, torch.cat([want[..., t:t + 1, :], want[..., :t, :]], -2))])
     passed(check, len(cases))

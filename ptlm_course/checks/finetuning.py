@@ -125,7 +125,46 @@ def check_cls_head(head_class) -> None:
     centred = a - bias                                     # a linear function of the dropped-out [CLS] vector
     if not torch.isfinite(centred).all():
         raise CheckFailed(check, "the logits in train mode contain inf or NaN.")
-    passed(check, n_tests + 1)
+    _check_dropout_rate(check, head_class, g)
+    passed(check, n_tests + 2)
+
+
+def _check_dropout_rate(check: str, head_class, g: torch.Generator) -> None:
+    """With an identity Linear the logits *are* the dropped-out [CLS] vector: measure its drop rate and scale."""
+    B, T, C = 400, 2, 16
+    h = torch.rand(B, T, C, generator=g) + 1.0                                # positive, never 0
+    for p in (0.0, 0.5):
+        torch.manual_seed(2)
+        head = _build(check, head_class, C, C, p)
+        linear = _the_linear(check, head, C, C)
+        with torch.no_grad():
+            linear.weight.copy_(torch.eye(C))
+            if linear.bias is not None:
+                linear.bias.zero_()
+            head.train()
+            out = _forward(check, head, h)
+        cls = h[:, 0]
+        if out.shape != cls.shape:
+            return                                                            # reported by the tests above
+        dropped = (out == 0).double().mean().item()
+        kept = out != 0
+        if p == 0.0:
+            if dropped > 0:
+                raise CheckFailed(check, f"with dropout=0.0 in train mode {dropped:.0%} of the [CLS] features were "
+                                         "still dropped: the `dropout` argument is ignored (a hard-coded "
+                                         "nn.Dropout(0.1)?). Use nn.Dropout(dropout).")
+            continue
+        if abs(dropped - p) > 0.05:
+            raise CheckFailed(check, f"with dropout={p} in train mode {dropped:.0%} of the [CLS] features were "
+                                     f"dropped: the `dropout` argument is ignored (a hard-coded rate?). Use "
+                                     f"nn.Dropout(dropout).")
+        if torch.allclose(out[kept], cls[kept], atol=1e-5):
+            raise CheckFailed(check, f"the kept features are not rescaled: in train mode dropout multiplies them by "
+                                     f"1 / (1 - p) = {1 / (1 - p):g}, so the expected value stays the same "
+                                     f"(nn.Dropout does this).")
+        if not torch.allclose(out[kept], cls[kept] / (1 - p), atol=1e-5):
+            raise CheckFailed(check, f"in train mode the kept [CLS] features should be the input times 1 / (1 - p) "
+                                     f"= {1 / (1 - p):g}, but they are not.")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -177,6 +216,12 @@ def check_freeze(freeze_fn) -> None:
         if not _trainable(model.classifier):
             raise CheckFailed(check, f"{call}: the classifier is frozen; the new head must always train "
                                      "(it starts random).")
+        body = [model.bert.embeddings] + list(model.bert.blocks[:n_blocks - k])
+        still = [name for part in body for name, p in part.named_parameters() if p.requires_grad]
+        if still and all(name.endswith("bias") for name in still):
+            raise CheckFailed(check, f"{call}: only the `weight` parameters were frozen; the biases (e.g. "
+                                     f"{still[0]!r}) still train. Freeze every parameter of a frozen part: "
+                                     "`for p in module.parameters(): p.requires_grad = False`.")
         if not _frozen(model.bert.embeddings):
             raise CheckFailed(check, f"{call}: the embeddings are still trainable; they belong to the pretrained "
                                      "body and are frozen with it.")
@@ -251,7 +296,9 @@ def check_lora_linear(lora_class) -> None:
         x = torch.randn(4, 3, d_in, generator=g)                            # (B, T, in): works on any batch shape
         with torch.no_grad():
             expect_tensor_like(check, _forward(check, lora, x), base(x),
-                               "the output at initialisation (B = 0 must leave the layer unchanged)" + where)
+                               "the output at initialisation (B = 0 must leave the layer unchanged)" + where, [
+                ("the output misses the base layer: it is base(x) + (alpha / rank) * x A^T B^T." + where,
+                 torch.zeros_like(base(x)))])
             B.copy_(torch.randn(d_out, rank, generator=g))                  # now make the update visible
             delta = x @ A.T @ B.T                                           # (B, T, out)
             ref = base(x) + (alpha / rank) * delta
@@ -296,7 +343,11 @@ def _rule(patience, mode, min_delta, values, variant: str = "ok") -> list[bool]:
     """The stop decisions of a reference rule (or of a classic mistake), up to the first True."""
     best, bad, out = None, 0, []
     for i, v in enumerate(values):
-        if variant == "max_as_min":
+        if variant == "start_zero" and best is None:
+            best = 0.0                                   # as if 0 were a value already seen
+        if variant == "tie_improves":
+            better = best is None or (v <= best - min_delta if mode == "min" else v >= best + min_delta)
+        elif variant == "max_as_min":
             better = best is None or v < best - min_delta
         elif variant == "no_delta":
             better = best is None or (v < best if mode == "min" else v > best)
@@ -310,7 +361,8 @@ def _rule(patience, mode, min_delta, values, variant: str = "ok") -> list[bool]:
             best = v                                     # compares with the last value, not the best one
             bad = 0 if better else bad + 1
         elif better:
-            best = v
+            if variant != "never_update" or best is None:
+                best = v
             if variant != "no_reset":
                 bad = 0
         else:
@@ -334,6 +386,11 @@ _MISTAKES = {
     "delta_wrong_way": "min_delta is applied the wrong way: with mode='min' a value improves only if "
                        "value < best - min_delta (with 'max': value > best + min_delta).",
     "vs_previous": "it compares with the previous value; compare with the best value so far.",
+    "tie_improves": "a tie counts as an improvement: a value equal to the best (or exactly min_delta better) is "
+                    "not an improvement, so use a strict comparison (value < best - min_delta, not <=).",
+    "never_update": "the best value is never updated: when the metric improves, store it as the new best.",
+    "start_zero": "the best value starts at 0 instead of the first value: with mode='min' a loss never beats 0. "
+                  "Start with best = None (or +inf for 'min', -inf for 'max') so that the first value is the best.",
 }
 
 _CASES = [  # (patience, mode, min_delta, values)
@@ -345,6 +402,9 @@ _CASES = [  # (patience, mode, min_delta, values)
     (2, "max", 0.1, [0.5, 0.55, 0.58, 0.7]),
     (3, "min", 0.0, [1.0, 1.1, 0.99, 1.2, 1.05, 0.995, 1.3]),
     (2, "min", 0.1, [1.0, 1.05, 1.08, 1.02, 1.1]),
+    (2, "min", 0.0, [1.0, 0.75, 0.75, 0.75, 0.5]),        # ties are not improvements
+    (2, "max", 0.0, [0.5, 0.5, 0.5, 0.75]),
+    (1, "min", 0.25, [1.0, 0.75, 0.5]),                    # exactly min_delta better is not enough
 ]
 
 

@@ -6,11 +6,11 @@ import math
 import torch
 import torch.nn as nn
 
-from ._core import CheckFailed, call_student, expect_tensor_like, fn_name, passed
+from ._core import CheckFailed, call_student, expect_deterministic, expect_tensor_like, fn_name, passed
 from ..attention import MultiHeadAttention, merge_heads, split_heads
 from ..validation import describe
 
-__all__ = ["check_split_heads", "check_merge_heads", "check_multi_head_attention"]
+__all__ = ["check_split_heads", "check_merge_heads", "check_multi_head_attention", "check_cross_attention"]
 
 _VIEW_HINT = ("`.view` cannot follow a `.transpose` (the memory is no longer in order): use `.reshape(...)` "
               "or `.contiguous().view(...)`.")
@@ -57,20 +57,30 @@ def check_merge_heads(fn) -> None:
              ".transpose(1, 2) first, then reshape to (B, T, H*d).", x.reshape(B, T, H * d)),
             ("the result still has shape (B, T, H, d): reshape it to (B, T, H*d) to join the heads' channels.",
              x.transpose(1, 2)),
-        ])
+            ("the heads' channels are interleaved: you moved H after d (e.g. permute(0, 2, 3, 1)), so channel 0 of "
+             "every head comes first. Head h must own channels h*d .. (h+1)*d - 1: transpose(1, 2) then reshape.",
+             x.permute(0, 2, 3, 1).reshape(B, T, H * d)),
+            ("the heads come out in reverse order: head 0 owns the first d channels, head 1 the next d, ... "
+             "(x.transpose(1, 2).reshape(B, T, H*d), no flip).", x.flip(1).transpose(1, 2).reshape(B, T, H * d)),
+        ] if H > 1 else [])
     passed(check, len(cases))
 
 
-def _mha_variant(ref: MultiHeadAttention, x, mask, scale=None, out_proj=True, mixed_split=False, mixed_merge=False):
+def _mha_variant(ref: MultiHeadAttention, x, mask, scale=None, out_proj=True, mixed_split=False, mixed_merge=False,
+                scale_after_softmax=False, v_from_k=False, softmax_dim=-1):
     """Our module's forward pass written out, with the classic mistakes as switches."""
     B, T, C = x.shape
     H, d = ref.n_heads, ref.head_dim
     split = (lambda t: t.reshape(B, H, T, d)) if mixed_split else (lambda t: split_heads(t, H))
-    q, k, v = split(ref.q_proj(x)), split(ref.k_proj(x)), split(ref.v_proj(x))   # (B, H, T, d)
-    scores = q @ k.transpose(-2, -1) * (1 / math.sqrt(d) if scale is None else scale)
+    q, k = split(ref.q_proj(x)), split(ref.k_proj(x))                            # (B, H, T, d)
+    v = split((ref.k_proj if v_from_k else ref.v_proj)(x))
+    scale = 1 / math.sqrt(d) if scale is None else scale
+    scores = q @ k.transpose(-2, -1) * (1.0 if scale_after_softmax else scale)
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
-    weights = torch.softmax(scores, dim=-1)                                       # (B, H, T, T)
+    weights = torch.softmax(scores, dim=softmax_dim)                              # (B, H, T, T)
+    if scale_after_softmax:
+        weights = weights * scale
     y = weights @ v                                                               # (B, H, T, d)
     y = y.reshape(B, T, C) if mixed_merge else merge_heads(y)                     # (B, T, C)
     return (ref.out_proj(y) if out_proj else y), weights
@@ -100,6 +110,7 @@ def check_multi_head_attention(cls) -> None:
         if not (isinstance(result, (tuple, list)) and len(result) == 2):
             raise CheckFailed(check, f"forward should return a pair (out, weights), but it returned {describe(result)}.")
         out, weights = result
+        expect_deterministic(check, out, student, x.clone(), **kwargs)
         with torch.no_grad():
             out_ref, w_ref = _mha_variant(ref, x, mask)
             wrong = {
@@ -108,19 +119,37 @@ def check_multi_head_attention(cls) -> None:
                 "split": _mha_variant(ref, x, mask, mixed_split=True),
                 "merge": _mha_variant(ref, x, mask, mixed_merge=True),
                 "both": _mha_variant(ref, x, mask, mixed_split=True, mixed_merge=True),
+                "d_model": _mha_variant(ref, x, mask, scale=1 / math.sqrt(C)),
+                "after": _mha_variant(ref, x, mask, scale_after_softmax=True),
+                "v_from_k": _mha_variant(ref, x, mask, v_from_k=True),
+                "axis": _mha_variant(ref, x, mask, softmax_dim=-2),
+                "no_mask": _mha_variant(ref, x, None),
             }
         where = f" (test: B={B}, T={T}, d_model={C}, n_heads={H}{', causal mask' if mask is not None else ''})"
         mixed = ("the heads are mixed up: split with .view(B, T, H, d).transpose(1, 2) and merge with "
                  ".transpose(1, 2).reshape(B, T, C); reshaping straight between (B, T, C) and (B, H, T, d) "
                  "scrambles tokens.")
         no_scale = "the scores are not scaled: divide q @ k.T by sqrt(head_dim) (d_model / n_heads)."
+        named = [
+            ("d_model", "you scaled by sqrt(d_model); each head's scores are scaled by sqrt(head_dim), with "
+                        "head_dim = d_model / n_heads."),
+            ("after", "you scaled after the softmax: divide the scores by sqrt(head_dim) *before* the softmax."),
+            ("v_from_k", "the values were projected with k_proj: v = self.v_proj(x)."),
+            ("axis", "the softmax runs over the queries (dim=-2): each query's weights over the keys should sum "
+                     "to 1, so use softmax(..., dim=-1)."),
+        ] + ([("no_mask", "the mask is ignored: where mask is False, set the scores to float('-inf') before the "
+                          "softmax.")] if mask is not None else [])
+        if H == 1:
+            named = [(k, m) for k, m in named if k != "d_model"]              # the same thing with one head
         expect_tensor_like(check, weights, w_ref, "the weights (B, H, T, T)" + where, [
-            (no_scale + where, wrong["no_scale"][1]), (mixed + where, wrong["split"][1])])
+            (no_scale + where, wrong["no_scale"][1]), (mixed + where, wrong["split"][1])]
+            + [(m + where, wrong[k][1]) for k, m in named if k != "v_from_k"])
         expect_tensor_like(check, out, out_ref, "the output (B, T, C)" + where, [
             ("the output projection is missing: pass the merged heads through self.out_proj." + where,
              wrong["no_proj"][0]),
             (no_scale + where, wrong["no_scale"][0]),
-            (mixed + where, wrong["merge"][0]), (mixed + where, wrong["both"][0])])
+            (mixed + where, wrong["merge"][0]), (mixed + where, wrong["both"][0])]
+            + [(m + where, wrong[k][0]) for k, m in named])
     passed(check, len(cases))
 
 
@@ -137,3 +166,73 @@ def _copy_weights(check, name, ref, student) -> None:
         with torch.no_grad():
             theirs.weight.copy_(ours.weight)
             theirs.bias.copy_(ours.bias)
+
+
+def _cross_variant(ref: MultiHeadAttention, x, context, mask, kind="ok"):
+    """Cross-attention written out (queries from x, keys and values from context), with classic mistakes."""
+    B, T, C = x.shape
+    H, d = ref.n_heads, ref.head_dim
+    source_q = context if kind in ("q_from_context", "swapped") else x
+    source_kv = x if kind in ("kv_from_x", "swapped") else context
+    q = split_heads(ref.q_proj(source_q), H)                                    # (B, H, T, d)
+    k, v = split_heads(ref.k_proj(source_kv), H), split_heads(ref.v_proj(source_kv), H)   # (B, H, S, d)
+    scores = q @ k.transpose(-2, -1) * (1.0 if kind == "no_scale" else 1 / math.sqrt(d))   # (B, H, T, S)
+    if mask is not None and kind not in ("no_mask", "kv_from_x", "q_from_context", "swapped"):
+        scores = scores.masked_fill(~mask, float("-inf"))
+    if kind == "causal":
+        scores = scores.masked_fill(~torch.ones(scores.shape[-2:], dtype=torch.bool).tril(), float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    y = merge_heads(weights @ v)                                                 # (B, T, C)
+    return (y if kind == "no_proj" else ref.out_proj(y)), weights
+
+
+_CROSS_MISTAKES = {
+    "kv_from_x": "the keys and values come from x: in cross-attention the queries come from x and the keys and "
+                 "values from `context` (self.k_proj(context), self.v_proj(context)).",
+    "q_from_context": "the queries come from `context`: the queries come from x (one output per position of x), "
+                      "the keys and values from context.",
+    "swapped": "x and context are swapped: the queries come from `context` and the keys and values from x; it is "
+               "the other way round (one output per position of x, attending over the context).",
+    "no_mask": "the mask is ignored: it hides padded context positions; set those scores to float('-inf') "
+               "before the softmax.",
+    "causal": "a causal mask was applied: cross-attention may look at every context position (only the padding "
+              "is hidden), so do not add a triangular mask.",
+    "no_scale": "the scores are not scaled: divide q @ k.transpose(-2, -1) by sqrt(head_dim).",
+    "no_proj": "the output projection is missing: pass the merged heads through self.out_proj.",
+}
+
+
+def check_cross_attention(cls) -> None:
+    """Check ``cls(d_model, n_heads)`` with q_proj, k_proj, v_proj, out_proj and ``forward(x, context, mask=None)
+    -> (out (B, T, C), weights (B, H, T, S))``: queries from x, keys and values from context."""
+    check = "check_cross_attention"
+    name = fn_name(cls)
+    cases = [(2, 3, 5, 12, 3), (1, 4, 4, 8, 2), (3, 2, 6, 8, 1)]                 # (B, T, S, C, H)
+    g = torch.Generator().manual_seed(12)
+    for B, T, S, C, H in cases:
+        torch.manual_seed(C + H + S)
+        ref = MultiHeadAttention(C, H).double().eval()
+        student = call_student(check, cls, C, H)
+        if not isinstance(student, nn.Module):
+            raise CheckFailed(check, f"`{name}({C}, {H})` should build an nn.Module, but gave {describe(student)}.")
+        student.double().eval()
+        _copy_weights(check, name, ref, student)
+        x = torch.randn(B, T, C, generator=g, dtype=torch.float64)
+        context = torch.randn(B, S, C, generator=g, dtype=torch.float64) * 1.5 + 0.5
+        lengths = torch.tensor([S, max(1, S - 2), max(1, S - 3)])[:B]
+        mask = (torch.arange(S) < lengths[:, None])[:, None, None, :]           # (B, 1, 1, S) padding mask
+        result = call_student(check, student, x.clone(), context.clone(), mask=mask)
+        if not (isinstance(result, (tuple, list)) and len(result) == 2):
+            raise CheckFailed(check, f"forward should return a pair (out, weights), but it returned {describe(result)}.")
+        out, weights = result
+        expect_deterministic(check, out, student, x.clone(), context.clone(), mask=mask)
+        where = f" (test: x (B={B}, T={T}, C={C}), context with S={S} positions and a padding mask, n_heads={H})"
+        with torch.no_grad():
+            expected = _cross_variant(ref, x, context, mask)
+            wrong = {kind: _cross_variant(ref, x, context, mask, kind) for kind in _CROSS_MISTAKES}
+        kinds = [k for k in _CROSS_MISTAKES if not (k == "causal" and T > S)]
+        expect_tensor_like(check, weights, expected[1], "the weights (B, H, T, S)" + where,
+                           [(_CROSS_MISTAKES[k] + where, wrong[k][1]) for k in kinds if k != "no_proj"])
+        expect_tensor_like(check, out, expected[0], "the output (B, T, C)" + where,
+                           [(_CROSS_MISTAKES[k] + where, wrong[k][0]) for k in kinds])
+    passed(check, len(cases))

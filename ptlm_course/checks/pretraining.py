@@ -18,6 +18,10 @@ __all__ = ["check_next_token_targets", "check_causal_lm_loss", "check_mlm_maskin
 SIGMAS = 5.0  # how far a measured rate may stray from the expected one, in binomial standard deviations
 
 
+def _same(a, b) -> bool:
+    return isinstance(a, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
+
+
 def _pair(check: str, result, what: str) -> tuple:
     if not (isinstance(result, (tuple, list)) and len(result) == 2):
         raise CheckFailed(check, f"`{what}` should return a pair, but it returned {describe(result)}.")
@@ -42,6 +46,17 @@ def check_next_token_targets(fn) -> None:
         x_ref, y_ref = ids[start:start + block_size], ids[start + 1:start + block_size + 1]
         call = f" (ids of length {len(ids)}, block_size={block_size}, start={start})"
         earlier = ids[start - 1:start - 1 + block_size] if start else ids[:0]
+        late_x, late_y = ids[start + 1:start + block_size + 1], ids[start + 2:start + block_size + 2]
+        if _same(x, late_x) and _same(y, late_y):
+            raise CheckFailed(check, "the window starts one position late: x begins at ids[start] (x = "
+                                     "ids[start : start + block_size]) and y is the same window one token later."
+                              + call)
+        if start and _same(x, earlier) and _same(y, x_ref):
+            raise CheckFailed(check, "the window starts one position early: x begins at ids[start], not "
+                                     "ids[start - 1]." + call)
+        if _same(x, x_ref[:-1]) or _same(x, ids[start:start + block_size + 1]):
+            raise CheckFailed(check, f"x should hold block_size = {block_size} tokens, but it has {len(x)}: "
+                                     f"ids[start : start + block_size] (the end index is excluded)." + call)
         expect_tensor_like(check, x, x_ref, "x" + call, [
             ("x and y are swapped: x holds the inputs ids[start : start + block_size], y the tokens one "
              "position later." + call, y_ref),
@@ -83,6 +98,8 @@ def _loss_mistakes(logits, targets):
         ("you passed softmax probabilities to cross_entropy; it expects the raw logits (it applies "
          "log_softmax itself).", F.cross_entropy(flat_logits.softmax(-1), flat_targets)),
         ("the loss was summed, not averaged: take the mean over the (non -100) target tokens.", per_token.sum()),
+        ("you gave nll_loss probabilities: it expects log-probabilities, so use log_softmax (or cross_entropy on "
+         "the raw logits).", -flat_logits.softmax(-1)[real, flat_targets[real]].mean()),
         ("the targets were flattened in a different order from the logits: flatten both the same way, "
          "logits.view(B*T, V) with targets.view(B*T).", F.cross_entropy(flat_logits, targets.T.reshape(B * T))),
         ("the softmax runs over the wrong axis: normalise over the vocabulary, the last dimension "
@@ -134,33 +151,29 @@ def check_causal_lm_loss(fn) -> None:
 # MLM masking
 # --------------------------------------------------------------------------------------------------
 
-PAD, UNK, CLS, SEP, MASK = 0, 1, 2, 3, 4
+# BERT's own special ids: [PAD] = 0, [UNK] = 100, [CLS] = 101, [SEP] = 102, [MASK] = 103. They are not the
+# first ids of the vocabulary, so drawing random ids from randint(len(special_ids), vocab_size) shows up.
+PAD, UNK, CLS, SEP, MASK = 0, 100, 101, 102, 103
 MLM_SPECIAL_IDS = [PAD, UNK, CLS, SEP, MASK]
-MLM_VOCAB_SIZE = 60
+MLM_VOCAB_SIZE = 130
 
 
 def _mlm_batch(B: int = 300, T: int = 64, seed: int = 0) -> torch.Tensor:
-    """Rows ``[CLS] a [SEP] b [SEP] [PAD] ...`` of random lengths, ordinary ids in [5, 60)."""
+    """Rows ``[CLS] a [SEP] b [SEP] [PAD] ...`` of random lengths, ordinary ids from the rest of the vocabulary."""
     g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(len(MLM_SPECIAL_IDS), MLM_VOCAB_SIZE, (B, T), generator=g)
+    ordinary = torch.tensor([i for i in range(MLM_VOCAB_SIZE) if i not in MLM_SPECIAL_IDS])
+    ids = ordinary[torch.randint(len(ordinary), (B, T), generator=g)]
     lengths = torch.randint(8, T + 1, (B,), generator=g)
     for row, n in enumerate(lengths.tolist()):
         ids[row, 0], ids[row, n // 2], ids[row, n - 1], ids[row, n:] = CLS, SEP, SEP, PAD
     return ids
 
 
-def check_mlm_masking(fn) -> None:
-    """Check ``fn(input_ids, special_ids, vocab_size, mask_id, generator=g) -> (masked_ids, labels)``.
-
-    Invariants, exactly: the input is left alone; special tokens and padding are never chosen; labels are
-    the original id at chosen positions and -100 elsewhere; unchosen positions keep their id; random
-    replacements are never special. Rates: 15% of the eligible tokens chosen, then 80/10/10.
-    """
-    check = "check_mlm_masking"
-    ids = _mlm_batch()
+def _mlm_call(check: str, fn, ids: torch.Tensor, seed: int, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+    """One call of the student's masking, with the exact invariants checked."""
     original = ids.clone()
     result = call_student(check, fn, ids, list(MLM_SPECIAL_IDS), MLM_VOCAB_SIZE, MASK,
-                          generator=torch.Generator().manual_seed(0))
+                          generator=torch.Generator().manual_seed(seed), **kwargs)
     masked, labels = _pair(check, result, "fn(input_ids, special_ids, vocab_size, mask_id)")
     setup = f" (input_ids {tuple(ids.shape)} with [PAD]={PAD}, [CLS]={CLS}, [SEP]={SEP}, [MASK]={MASK})"
     for name, value in (("masked_ids", masked), ("labels", labels)):
@@ -193,16 +206,53 @@ def check_mlm_masking(fn) -> None:
                                      "model must recover)." + setup)
         raise CheckFailed(check, "at chosen positions (labels != -100) the label should be the original id from "
                                  "input_ids, but some are not." + setup)
-    masked_to = masked[labelled & changed & (masked != MASK)]
-    if torch.isin(masked_to, torch.tensor(MLM_SPECIAL_IDS)).any() or ((masked < 0) | (masked >= MLM_VOCAB_SIZE)).any():
-        raise CheckFailed(check, "some random replacements are special tokens (or outside the vocabulary): draw "
-                                 "them from the ordinary tokens only, never [PAD], [UNK], [CLS] or [SEP]." + setup)
+    masked_to = masked[labelled & changed & (masked != MASK)]                 # the random replacements
+    if ((masked < 0) | (masked >= MLM_VOCAB_SIZE)).any():
+        raise CheckFailed(check, f"some random replacements are outside the vocabulary 0 .. {MLM_VOCAB_SIZE - 1}."
+                          + setup)
+    if torch.isin(masked_to, torch.tensor(MLM_SPECIAL_IDS)).any():
+        if len(masked_to) and int(masked_to.min()) >= len(MLM_SPECIAL_IDS):
+            raise CheckFailed(check, "some random replacements are special tokens: randint(len(special_ids), "
+                                     "vocab_size) assumes the special ids come first, but in BERT they are 0 and "
+                                     "100-103. Draw from the ids that are not in special_ids." + setup)
+        raise CheckFailed(check, "some random replacements are special tokens: draw them from the ordinary tokens "
+                                 "only, never [PAD], [UNK], [CLS], [SEP] or [MASK]." + setup)
+    return masked, labels
 
-    eligible = int((~special).sum())
+
+def _chosen_rate(check: str, ids, labels, mask_prob: float, setup: str, what: str = "") -> None:
+    special = torch.isin(ids, torch.tensor(MLM_SPECIAL_IDS))
+    labelled = labels != -100
+    eligible_per_row, chosen_per_row = (~special).sum(1).double(), labelled.sum(1).double()
+    rate = float(chosen_per_row.sum() / eligible_per_row.sum())          # the measured rate, whatever it is
+    expected_var = (eligible_per_row * rate * (1 - rate)).clamp(min=1e-9)
+    dispersion = ((chosen_per_row - eligible_per_row * rate) ** 2 / expected_var).mean()
+    if dispersion > 3.0:                                              # about 1 when each token is drawn alone
+        raise CheckFailed(check, "the chosen tokens come in whole rows (or blocks): some rows have far more and "
+                                 "some far fewer than mask_prob of their tokens. Draw a separate random number "
+                                 "for every position, torch.rand(input_ids.shape) < mask_prob." + setup)
+    eligible, n_chosen = int((~special).sum()), int(labelled.sum())
+    if not _rate_ok(n_chosen, eligible, mask_prob):
+        raise CheckFailed(check, f"{n_chosen / eligible:.1%} of the ordinary tokens were chosen{what}, but it should "
+                                 f"be about {mask_prob:.0%} (mask_prob = {mask_prob} of the non-special, non-padding "
+                                 f"tokens)." + setup)
+
+
+def check_mlm_masking(fn) -> None:
+    """Check ``fn(input_ids, special_ids, vocab_size, mask_id, mask_prob=0.15, generator=g) -> (masked_ids, labels)``.
+
+    Invariants, exactly: the input is left alone; special tokens and padding are never chosen; labels are
+    the original id at chosen positions and -100 elsewhere; unchosen positions keep their id; random
+    replacements are never special. Rates: 15% of the eligible tokens chosen (each independently), then
+    80/10/10; ``mask_prob`` is used; the same generator seed gives the same result.
+    """
+    check = "check_mlm_masking"
+    ids = _mlm_batch()
+    setup = f" (input_ids {tuple(ids.shape)} with [PAD]={PAD}, [CLS]={CLS}, [SEP]={SEP}, [MASK]={MASK})"
+    masked, labels = _mlm_call(check, fn, ids, seed=0)
+    labelled = labels != -100
+    _chosen_rate(check, ids, labels, 0.15, setup)
     n_chosen = int(labelled.sum())
-    if not _rate_ok(n_chosen, eligible, 0.15):
-        raise CheckFailed(check, f"{n_chosen / eligible:.1%} of the ordinary tokens were chosen, but it should be "
-                                 f"about 15% (mask_prob = 0.15 of the non-special, non-padding tokens)." + setup)
     n_mask = int((masked[labelled] == MASK).sum())
     n_same = int((masked[labelled] == ids[labelled]).sum())
     n_random = n_chosen - n_mask - n_same
@@ -215,8 +265,25 @@ def check_mlm_masking(fn) -> None:
             and _rate_ok(n_same, n_chosen, 1 - 0.8 - p_random)):
         raise CheckFailed(check, f"the chosen tokens should be split 80% [MASK] / 10% random / 10% unchanged, "
                                  f"but got {shares}." + setup)
-    passed(check, 8)  # input untouched, specials skipped, -100 labels, changes labelled, original ids,
-    #                   replacements ordinary, 15% chosen, 80/10/10
+
+    again = _mlm_call(check, fn, ids, seed=0)
+    if not (torch.equal(again[0], masked) and torch.equal(again[1], labels)):
+        raise CheckFailed(check, "two calls with the same seed gave different results: the `generator` is ignored "
+                                 "somewhere. Pass generator=generator to every random draw (torch.rand, "
+                                 "torch.randint, ...), so a seed fixes the masking." + setup)
+    other = _mlm_call(check, fn, ids, seed=1)
+    if torch.equal(other[0], masked) and torch.equal(other[1], labels):
+        raise CheckFailed(check, "two calls with different seeds gave the same masking: draw the random numbers "
+                                 "with the `generator` you are given." + setup)
+    _, labels_30 = _mlm_call(check, fn, ids, seed=2, mask_prob=0.3)
+    special = torch.isin(ids, torch.tensor(MLM_SPECIAL_IDS))
+    rate_30 = int((labels_30 != -100).sum()) / int((~special).sum())
+    if _rate_ok(int((labels_30 != -100).sum()), int((~special).sum()), 0.15):
+        raise CheckFailed(check, f"mask_prob is ignored: with mask_prob=0.3, {rate_30:.1%} of the ordinary tokens "
+                                 f"were chosen (the 15% default?). Use the `mask_prob` argument." + setup)
+    _chosen_rate(check, ids, labels_30, 0.3, setup, " with mask_prob=0.3")
+    passed(check, 10)  # input untouched, specials skipped, -100 labels, changes labelled, original ids,
+    #                    replacements ordinary, 15% chosen independently, 80/10/10, generator, mask_prob
 
 
 # --------------------------------------------------------------------------------------------------
@@ -276,4 +343,26 @@ def check_nsp_pairs(fn) -> None:
                                      f"random segments from another play, so the two kinds of pair clearly differ." + setup)
     if not _rate_ok(n_next, n, 0.5):
         raise CheckFailed(check, f"{n_next / n:.1%} of the pairs are is_next, but it should be about 50%." + setup)
-    passed(check, 4)  # well-formed triples, real pairs consecutive, random pairs from another play, ~50/50
+    used = {where[pair[0]] for pair in pairs}
+    candidates = {(title, s, k) for title, scenes in plays.items() for s, scene in enumerate(scenes)
+                  for k in range(len(scene) - 1)}
+    missing = sorted(candidates - used)
+    if missing:
+        if all(k == 0 for _, _, k in used):
+            raise CheckFailed(check, "A is always the first segment of a scene: pick A at random among *all* the "
+                                     "segments that have a next one in their scene." + setup)
+        title, s, k = missing[0]
+        raise CheckFailed(check, f"A never takes some segments that have a next one (e.g. {plays[title][s][k]!r}, "
+                                 f"{len(missing)} of {len(candidates)} never used in {n} pairs): pick A at random "
+                                 f"among all of them." + setup)
+    again = call_student(check, fn, plays, n, generator=torch.Generator().manual_seed(0))
+    if [tuple(x) for x in again] != [tuple(x) for x in pairs]:
+        raise CheckFailed(check, "two calls with the same seed gave different pairs: the `generator` is ignored "
+                                 "somewhere. Draw every random number with it (torch.randint(..., "
+                                 "generator=generator)), so a seed fixes the pairs." + setup)
+    other = call_student(check, fn, plays, n, generator=torch.Generator().manual_seed(1))
+    if [tuple(x) for x in other] == [tuple(x) for x in pairs]:
+        raise CheckFailed(check, "two calls with different seeds gave the same pairs: draw the random numbers "
+                                 "with the `generator` you are given." + setup)
+    passed(check, 6)  # well-formed triples, real pairs consecutive, random pairs from another play, ~50/50,
+    #                   every A possible, generator

@@ -81,6 +81,13 @@ def _top_p_cases():
             (peaked, 0.9), (_logits(3, 5, seed=13), 1.0), (_logits(2, 6, seed=14), 0.05)]
 
 
+def _ascending_keep(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """The top-p mask built from an ascending sort (the classic forgotten descending=True)."""
+    sorted_logits, order = logits.sort(-1)
+    probs = sorted_logits.softmax(-1)
+    return torch.zeros_like(logits, dtype=torch.bool).scatter(-1, order, probs.cumsum(-1) - probs < p)
+
+
 def check_top_p(fn) -> None:
     """Check ``fn(logits (..., V), p) -> (..., V)``: keep the fewest most likely tokens whose probabilities
     add up to >= p (the token that crosses p included, the top token always), the others -inf."""
@@ -109,6 +116,8 @@ def check_top_p(fn) -> None:
              f"(mask.scatter(-1, sorted_indices, sorted_mask)).", logits.masked_fill(~keep_sorted, float("-inf"))),
             (f"{call} keeps the least likely tokens: sort in descending order.",
              logits.masked_fill(~top_p_filter(-logits, p).gt(float("-inf")), float("-inf"))),
+            (f"{call} keeps the least likely tokens: sort in descending order (sort(..., descending=True)).",
+             logits.masked_fill(~_ascending_keep(logits, p), float("-inf"))),
         ] + [(f"{call}: {m}", w) for m, w in _probability_mistakes(logits, keep)]
         expect_tensor_like(check, out, expected, f"{call}'s result", mistakes)
     passed(check, len(cases))
@@ -158,4 +167,12 @@ def check_sample_next(fn) -> None:
         want = ", ".join(f"{e:.3f}" for e in expected.tolist())
         raise CheckFailed(check, f"{call} draws tokens with frequencies [{shown}], but softmax(logits) gives "
                                  f"[{want}].")
-    passed(check, 3)  # valid ids, -inf never drawn, frequencies follow softmax(logits)
+    again = call_student(check, fn, logits.clone(), generator=torch.Generator().manual_seed(0))
+    if not (isinstance(again, torch.Tensor) and again.shape == out.shape and torch.equal(again, out)):
+        raise CheckFailed(check, f"two calls of {call} with the same seed gave different tokens: the `generator` is "
+                                 f"ignored. Pass it on: torch.multinomial(probs, 1, generator=generator).")
+    other = call_student(check, fn, logits.clone(), generator=torch.Generator().manual_seed(1))
+    if isinstance(other, torch.Tensor) and other.shape == out.shape and torch.equal(other, out):
+        raise CheckFailed(check, f"two calls of {call} with different seeds gave the same tokens: draw them with "
+                                 f"the `generator` you are given.")
+    passed(check, 4)  # valid ids, -inf never drawn, frequencies follow softmax(logits), generator

@@ -14,13 +14,20 @@ from ..validation import describe
 from ..wordpiece import wordpiece_word as _reference_wordpiece
 from ._core import CheckFailed, call_student, expect_equal, passed
 
-__all__ = ["check_pair_counts", "check_merge", "check_wordpiece"]
+__all__ = ["check_pair_counts", "check_merge", "check_wordpiece", "check_word_pair_counts"]
 
 
 # ------------------------------------------------------------------------------------ pair counts
 def _pairs_no_last(ids):
     counts = {}
     for i in range(len(ids) - 2):
+        counts[(ids[i], ids[i + 1])] = counts.get((ids[i], ids[i + 1]), 0) + 1
+    return counts
+
+
+def _pairs_no_first(ids):
+    counts = {}
+    for i in range(1, len(ids) - 1):
         counts[(ids[i], ids[i + 1])] = counts.get((ids[i], ids[i + 1]), 0) + 1
     return counts
 
@@ -50,6 +57,8 @@ _PAIR_MISTAKES = [
      "Only *merging* skips overlaps.", _pairs_no_overlap),
     ("the last pair is missing: a list of n ids has n - 1 adjacent pairs, so loop over "
      "`range(len(ids) - 1)` (or `zip(ids, ids[1:])`).", _pairs_no_last),
+    ("the first pair is missing: pairs start at position 0, (ids[0], ids[1]), so loop over "
+     "`range(len(ids) - 1)` (or `zip(ids, ids[1:])`).", _pairs_no_first),
     ("every pair has count 1: count how often each pair occurs (add 1 each time you see it), "
      "don't just record that it occurs.", _pairs_once_each),
     ("you step two positions at a time: pairs start at every position, (ids[0], ids[1]), "
@@ -84,18 +93,32 @@ def _as_counts(check: str, result) -> dict:
     return counts
 
 
+def _same(expected, answer) -> bool:
+    return (list(expected) == list(answer)) if isinstance(expected, list) else expected == answer
+
+
+def _consistent_first(mistakes, cases, answers):
+    """The mistakes that reproduce the student's answer on every case come first (a mistake that only
+    happens to agree on one case is a weaker diagnosis)."""
+    everywhere = [m for m in mistakes if all(_same(m[1](*case), answer) for case, answer in zip(cases, answers))]
+    return everywhere + [m for m in mistakes if m not in everywhere]
+
+
 def check_pair_counts(fn) -> None:
     """Check ``fn(ids) -> {(a, b): count}`` (a dict or a Counter) on varied lists of ids."""
     check = "check_pair_counts"
     cases = _pair_cases()
+    answers = []
     for ids in cases:
         original = list(ids)
         result = call_student(check, fn, ids)
         if ids != original:
             raise CheckFailed(check, f"`{getattr(fn, '__name__', 'fn')}` changed the list it was given; only read it.")
-        counts = _as_counts(check, result)
-        expect_equal(check, counts, _reference_pair_counts(original), f"the pair counts of {describe(original)}",
-                     [(message, wrong(original)) for message, wrong in _PAIR_MISTAKES])
+        answers.append(_as_counts(check, result))
+    mistakes = _consistent_first(_PAIR_MISTAKES, [(ids,) for ids in cases], answers)
+    for ids, counts in zip(cases, answers):
+        expect_equal(check, counts, _reference_pair_counts(ids), f"the pair counts of {describe(ids)}",
+                     [(message, wrong(ids)) for message, wrong in mistakes])
     passed(check, len(cases))
 
 
@@ -153,6 +176,12 @@ def _merge_keep_both(ids, pair, new_id):
     return out
 
 
+def _merge_as_text(ids, pair, new_id):
+    # merging by text replacement on " ".join(ids): "11 2".replace("1 2", "9") == "19"
+    text = " ".join(str(i) for i in ids).replace(f"{pair[0]} {pair[1]}", str(new_id))
+    return [int(t) for t in text.split()]
+
+
 _SECOND_ID_KEPT = ("the pair's second id is still there: new_id replaces *both* ids, so after a match "
                    "jump two positions ahead (i += 2).")
 _MERGE_MISTAKES = [
@@ -163,6 +192,9 @@ _MERGE_MISTAKES = [
      "the final id still has to be appended.", _merge_drop_last),
     ("only the first occurrence was merged: replace *every* occurrence, left to right.", _merge_first_only),
     (_SECOND_ID_KEPT, _merge_keep_both),
+    ("you merged by text replacement on the joined ids: in ' '.join(...) the ids 11 and 2 read '11 2', which "
+     "contains '1 2', so multi-digit ids collide. Compare ids, not text: scan the list and test "
+     "(ids[i], ids[i + 1]) == pair.", _merge_as_text),
 ]
 
 
@@ -179,6 +211,9 @@ def _merge_cases():
         ([1, 2, 1, 2, 1], (2, 1), 300),
         ([7], (7, 7), 9),
         ([], (1, 2), 9),
+        ([11, 2, 3, 1, 2], (1, 2), 9),
+        ([1, 21, 4, 1, 2], (1, 2), 30),
+        ([12, 31, 2, 1, 23], (1, 2), 7),
         (random_ids, (1, 2), 4),
         (random_ids, (0, 0), 4),
     ]
@@ -188,6 +223,7 @@ def check_merge(fn) -> None:
     """Check ``fn(ids, pair, new_id) -> new list`` (a list or tuple) on varied inputs."""
     check = "check_merge"
     cases = _merge_cases()
+    answers = []
     for ids, pair, new_id in cases:
         given = list(ids)
         result = call_student(check, fn, given, pair, new_id)
@@ -198,9 +234,12 @@ def check_merge(fn) -> None:
             raise CheckFailed(check, "it returned None: return the new list of ids.")
         if not isinstance(result, (list, tuple)):
             raise CheckFailed(check, f"should return a list of ids, but it returned {describe(result)}.")
-        expect_equal(check, list(result), _reference_merge(ids, pair, new_id),
+        answers.append(list(result))
+    mistakes = _consistent_first(_MERGE_MISTAKES, cases, answers)
+    for (ids, pair, new_id), result in zip(cases, answers):
+        expect_equal(check, result, _reference_merge(ids, pair, new_id),
                      f"merge({ids if len(ids) <= 12 else describe(ids)}, {pair}, {new_id})",
-                     [(message, wrong(ids, pair, new_id)) for message, wrong in _MERGE_MISTAKES])
+                     [(message, wrong(ids, pair, new_id)) for message, wrong in mistakes])
     passed(check, len(cases))
 
 
@@ -240,6 +279,42 @@ def _wp_greedy(word, vocab, prefix="##", on_stuck="unk"):
     return pieces
 
 
+def _wp_bare_fallback(word, vocab):
+    pieces, start = [], 0
+    while start < len(word):
+        for end in range(len(word), start, -1):
+            piece = word[start:end]
+            if start > 0 and "##" + piece in vocab:
+                piece = "##" + piece
+                break
+            if piece in vocab:
+                break
+        else:
+            return ["[UNK]"]
+        pieces.append(piece)
+        start = end
+    return pieces
+
+
+def _wp_bare_fallback_sorted(word, vocab):
+    # try the whole '##' candidates first, then the bare ones
+    pieces, start = [], 0
+    while start < len(word):
+        found = None
+        for prefix in (("##", "") if start > 0 else ("",)):
+            for end in range(len(word), start, -1):
+                if prefix + word[start:end] in vocab:
+                    found = (prefix + word[start:end], end)
+                    break
+            if found:
+                break
+        if not found:
+            return ["[UNK]"]
+        pieces.append(found[0])
+        start = found[1]
+    return pieces
+
+
 def _wp_prefix_everywhere(word, vocab):
     pieces, start = [], 0
     while start < len(word):
@@ -260,6 +335,12 @@ _WORDPIECE_MISTAKES = [
      lambda w, v: _wp_greedy(w, v, prefix="")),
     ("the first piece should have no '##': only pieces that continue a word carry the prefix.",
      _wp_prefix_everywhere),
+    ("a continuation piece was taken without its '##' (you fell back to the bare piece when the '##' piece is "
+     "missing): after the first piece, only '##' pieces may be used; if none fits, the word is ['[UNK]'].",
+     _wp_bare_fallback),
+    ("a continuation piece was taken without its '##' (you fell back to the bare piece when no '##' piece fits): "
+     "after the first piece, only '##' pieces may be used; if none fits, the word is ['[UNK]'].",
+     _wp_bare_fallback_sorted),
     ("when no piece fits, the whole word becomes ['[UNK]']; here the pieces found so far were returned.",
      lambda w, v: _wp_greedy(w, v, on_stuck="partial")),
     ("when no piece fits, the whole word becomes ['[UNK]'], not the pieces so far plus '[UNK]'.",
@@ -281,6 +362,7 @@ def _wordpiece_cases():
         ("unaffable", _VOCAB), ("playing", _VOCAB), ("players", _VOCAB), ("plays", _VOCAB),
         ("tokenizer", _VOCAB), ("tokenizers", _VOCAB), ("token", _VOCAB), ("a", _VOCAB),
         ("hugging", _VOCAB), ("xxx", _VOCAB), ("qplay", _VOCAB), ("tokenqizer", _VOCAB), ("playq", _VOCAB),
+        ("tokenplay", _VOCAB), ("unplay", _VOCAB), ("xplay", _VOCAB),
         ("abab", {"a", "ab", "##a", "##ab", "##b"}), ("aaaa", {"a", "##a", "##aa", "aaa"}),
     ]
 
@@ -290,6 +372,7 @@ def check_wordpiece(fn) -> None:
     ``["[UNK]"]`` for a word that cannot be split."""
     check = "check_wordpiece"
     cases = _wordpiece_cases()
+    answers = []
     for word, vocab in cases:
         given = set(vocab)
         result = call_student(check, fn, word, given)
@@ -299,7 +382,75 @@ def check_wordpiece(fn) -> None:
             raise CheckFailed(check, f"it returned None for {word!r}: return the list of pieces.")
         if isinstance(result, str) or not isinstance(result, (list, tuple)):
             raise CheckFailed(check, f"should return a list of pieces (strings), but for {word!r} it returned {describe(result)}.")
-        expect_equal(check, list(result), _reference_wordpiece(word, vocab), f"the pieces of {word!r}",
-                     [(message, wrong(word, vocab)) for message, wrong in _WORDPIECE_MISTAKES])
+        answers.append(list(result))
+    mistakes = _consistent_first(_WORDPIECE_MISTAKES, cases, answers)
+    for (word, vocab), pieces in zip(cases, answers):
+        expect_equal(check, pieces, _reference_wordpiece(word, vocab), f"the pieces of {word!r}",
+                     [(message, wrong(word, vocab)) for message, wrong in mistakes])
     passed(check, len(cases))
 
+
+
+# ------------------------------------------------------------------------------------ pair counts over words
+def _word_pairs(word_freqs, weighted=True, once_per_word=False, across_words=False, overwrite=False):
+    """Reference pair counts over a {word (tuple of ids): frequency} table, plus classic mistakes."""
+    if across_words:                                    # one long list: pairs straddle word boundaries
+        ids = [i for word, freq in word_freqs.items() for _ in range(freq) for i in word]
+        return _reference_pair_counts(ids)
+    counts = {}
+    for word, freq in word_freqs.items():
+        pairs = list(zip(word, word[1:]))
+        if once_per_word:
+            pairs = list(dict.fromkeys(pairs))
+        for pair in pairs:
+            add = freq if weighted else 1
+            counts[pair] = add if overwrite else counts.get(pair, 0) + add
+    return counts
+
+
+_WORD_PAIR_MISTAKES = [
+    ("the word frequencies are ignored: a word that occurs 5 times contributes each of its pairs 5 times "
+     "(add `freq`, not 1).", lambda wf: _word_pairs(wf, weighted=False)),
+    ("pairs cross word boundaries: BPE never merges across words, so count pairs inside each word only.",
+     lambda wf: _word_pairs(wf, across_words=True)),
+    ("a pair that occurs twice in one word was counted once: count every occurrence inside the word, "
+     "times the word's frequency.", lambda wf: _word_pairs(wf, once_per_word=True)),
+    ("a later word overwrote the count of an earlier one (counts[pair] = freq): add to it, "
+     "counts[pair] = counts.get(pair, 0) + freq.", lambda wf: _word_pairs(wf, overwrite=True)),
+]
+
+
+def _word_pair_cases():
+    rng = random.Random(4)
+    big = {tuple(rng.randrange(6) for _ in range(rng.randrange(1, 7))): rng.randrange(1, 9) for _ in range(40)}
+    return [
+        {(1, 2, 3): 5, (2, 3): 2},
+        {(7, 7, 7): 3, (1,): 4},
+        {(104, 105): 1, (105, 104): 2, (104, 105, 104, 105): 3},
+        {(3, 1): 2, (4, 3, 1): 1, (1, 4): 6},
+        {},
+        big,
+    ]
+
+
+def check_word_pair_counts(fn) -> None:
+    """Check ``fn(word_freqs) -> {(a, b): count}``: pairs inside each word, weighted by the word's frequency."""
+    check = "check_word_pair_counts"
+    cases = _word_pair_cases()
+    answers = []
+    for word_freqs in cases:
+        given = dict(word_freqs)
+        result = call_student(check, fn, given)
+        if given != word_freqs:
+            raise CheckFailed(check, f"`{getattr(fn, '__name__', 'fn')}` changed the table it was given; only read it.")
+        answers.append(_as_counts(check, result))
+    mistakes = _consistent_first(_WORD_PAIR_MISTAKES, [(wf,) for wf in cases], answers)
+    for word_freqs, counts in zip(cases, answers):
+        expect_equal(check, counts, _word_pairs(word_freqs), f"the pair counts of {_short_table(word_freqs)}",
+                     [(message, wrong(word_freqs)) for message, wrong in mistakes])
+    passed(check, len(cases))
+
+
+def _short_table(word_freqs) -> str:
+    text = repr(word_freqs)
+    return text if len(text) <= 80 else f"a table of {len(word_freqs)} words"

@@ -5,20 +5,24 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._core import CheckFailed, call_student, expect_tensor_like, fn_name, passed
+from ._core import CheckFailed, call_student, expect_deterministic, expect_tensor_like, fn_name, passed
 from ..transformer import FeedForward, TransformerBlock
 from ..validation import describe
 
-__all__ = ["check_layer_norm", "check_feed_forward", "check_transformer_block"]
+__all__ = ["check_layer_norm", "check_feed_forward", "check_transformer_block", "check_parallel_block"]
 
 
 # --- LayerNorm ----------------------------------------------------------------------------------------
 
 def _layer_norm(x, weight, bias, eps, dim=-1, unbiased=False, eps_outside=False, affine=(True, True),
-                ignore_eps=False):
+                ignore_eps=False, uncentred_var=False, swap_affine=False, no_centre=False):
     """Reference LayerNorm over ``dim``, plus the classic mistakes as switches."""
+    if swap_affine:
+        weight, bias = bias, weight
     mean = x.mean(dim=dim, keepdim=True)
-    var = x.var(dim=dim, keepdim=True, unbiased=unbiased)
+    var = (x ** 2).mean(dim=dim, keepdim=True) if uncentred_var else x.var(dim=dim, keepdim=True, unbiased=unbiased)
+    if no_centre:
+        mean = torch.zeros_like(mean)
     eps = 0.0 if ignore_eps else eps
     x_hat = (x - mean) / (var.sqrt() + eps) if eps_outside else (x - mean) / torch.sqrt(var + eps)
     use_weight, use_bias = affine
@@ -47,12 +51,17 @@ def check_layer_norm(fn) -> None:
              "dim: mean and variance over dim=-1 with keepdim=True.", variant(dim=0)),
             ("you normalised over all the numbers at once: LayerNorm normalises each token's vector "
              "separately, over the last dim (dim=-1, keepdim=True).", variant(dim=tuple(range(x.dim())))),
-            ("you used the unbiased variance (dividing by C - 1): LayerNorm divides by C, so use "
+            ("you used the unbiased variance (dividing by C - 1, as x.var() and x.std() do by default): LayerNorm divides by C, so use "
              "x.var(dim=-1, unbiased=False, keepdim=True) or ((x - mean) ** 2).mean(dim=-1, keepdim=True).",
              variant(unbiased=True)),
             ("eps is added outside the square root: divide by sqrt(var + eps), not sqrt(var) + eps.",
              variant(eps_outside=True)),
             ("eps is not used: divide by sqrt(var + eps) with the `eps` argument.", variant(ignore_eps=True)),
+            ("the variance is not centred: you averaged x ** 2, but the variance is the mean of (x - mean) ** 2.",
+             variant(uncentred_var=True)),
+            ("the mean is not subtracted: x_hat = (x - mean) / sqrt(var + eps).", variant(no_centre=True)),
+            ("weight and bias are swapped: x_hat * weight + bias (weight scales, bias shifts).",
+             variant(swap_affine=True)),
             ("you forgot the learned scale and shift: return x_hat * weight + bias.", variant(affine=(False, False))),
             ("you forgot the learned scale: multiply by `weight` (x_hat * weight + bias).", variant(affine=(False, True))),
             ("you forgot the learned shift: add `bias` (x_hat * weight + bias).", variant(affine=(True, False))),
@@ -88,11 +97,14 @@ def _copy_parameters(check: str, name: str, ref: nn.Module, student: nn.Module) 
             theirs[key].copy_(ours)
 
 
-def _ffn_variant(ref: FeedForward, x, act=F.gelu, act_after_fc2=False):
+def _ffn_variant(ref: FeedForward, x, act=F.gelu, act_after_fc2=False, act_first=False, residual=False):
+    if act_first:                                                    # GELU on the input, none in between
+        return ref.fc2(ref.fc1(act(x)))
     h = ref.fc1(x)
     h = h if act is None else act(h)
     y = ref.fc2(h)
-    return act(y) if act_after_fc2 else y
+    y = act(y) if act_after_fc2 else y
+    return x + y if residual else y
 
 
 def check_feed_forward(cls) -> None:
@@ -108,6 +120,7 @@ def check_feed_forward(cls) -> None:
         _copy_parameters(check, name, ref, student)
         x = torch.randn(B, T, C, generator=g, dtype=torch.float64)
         out = call_student(check, student, x.clone())
+        expect_deterministic(check, out, student, x.clone())
         where = f" (test: x of shape {(B, T, C)}, d_ff={d_ff})"
         with torch.no_grad():
             tanh_gelu = _ffn_variant(ref, x, act=lambda h: F.gelu(h, approximate="tanh"))
@@ -124,6 +137,10 @@ def check_feed_forward(cls) -> None:
                  _ffn_variant(ref, x, act_after_fc2=True)),
                 ("the output still has d_ff channels: project back to d_model with fc2." + where,
                  F.gelu(ref.fc1(x))),
+                ("the activation comes before the first linear layer: GELU goes between fc1 and fc2, "
+                 "fc2(GELU(fc1(x)))." + where, _ffn_variant(ref, x, act_first=True)),
+                ("there is a residual inside the feed-forward network (x + ...): the block adds the residual; "
+                 "the FFN itself returns only fc2(GELU(fc1(x)))." + where, _ffn_variant(ref, x, residual=True)),
             ])
     passed(check, len(cases))
 
@@ -226,6 +243,7 @@ def check_transformer_block(cls) -> None:
                 raise CheckFailed(check, "self.attn(...) returns a pair (out, weights): add only `out` to the "
                                          "residual, e.g. self.attn(self.ln1(x), mask=mask)[0].") from None
             raise
+        expect_deterministic(check, out, student, x.clone(), **kwargs)
         where = f" (test: B={B}, T={T}, d_model={C}, n_heads={H}{f', {mask_kind} mask' if mask_kind else ''})"
         with torch.no_grad():
             tanh_ref = TransformerBlock(C, H, activation="gelu_tanh").double().eval()
@@ -237,4 +255,91 @@ def check_transformer_block(cls) -> None:
             kinds = [k for k in _BLOCK_MISTAKES if k != "no mask" or mask is not None]
             expect_tensor_like(check, out, _block_variant(ref, x, mask), "the output (B, T, C)" + where,
                                [(_BLOCK_MISTAKES[k] + where, _block_variant(ref, x, mask, k)) for k in kinds])
+    passed(check, len(cases))
+
+
+# --- A parallel block (GPT-J / PaLM style) ------------------------------------------------------------
+
+def _parallel_variant(ref: TransformerBlock, x, mask, kind="ok"):
+    """x + attn(ln(x)) + ffn(ln(x)) with one shared LayerNorm (ref.ln1), plus the classic mistakes."""
+    attn = lambda h, m=mask: ref.attn(h, mask=m)[0]               # noqa: E731
+    h = ref.ln1(x)
+    if kind == "sequential":                                      # the pre-LN block: ffn reads x + attn(...)
+        y = x + attn(h)
+        return y + ref.ffn(ref.ln1(y))
+    if kind == "no_residual":
+        return attn(h) + ref.ffn(h)
+    if kind == "normalised_skip":
+        return h + attn(h) + ref.ffn(h)
+    if kind == "ffn_raw":
+        return x + attn(h) + ref.ffn(x)
+    if kind == "attn_raw":
+        return x + attn(x) + ref.ffn(h)
+    if kind == "norm_after":
+        return ref.ln1(x + attn(x) + ref.ffn(x))
+    if kind == "no_mask":
+        return x + attn(h, None) + ref.ffn(h)
+    return x + attn(h) + ref.ffn(h)
+
+
+_PARALLEL_MISTAKES = {
+    "sequential": "this is the sequential pre-LN block (the feed-forward reads x + attn(...)): in a parallel block "
+                  "both sub-layers read the same h = self.ln(x), and both outputs are added to x.",
+    "no_residual": "the residual is missing: return x + attn(h) + ffn(h), not only the two sub-layers.",
+    "normalised_skip": "the residual carries the normalised h: add the sub-layers to the original x, "
+                       "x + attn(h) + ffn(h) with h = self.ln(x).",
+    "ffn_raw": "the feed-forward network reads the un-normalised x: it reads h = self.ln(x), like the attention.",
+    "attn_raw": "the attention reads the un-normalised x: it reads h = self.ln(x), like the feed-forward network.",
+    "norm_after": "the LayerNorm is applied after the sum (post-LN): normalise the sub-layers' input, "
+                  "h = self.ln(x), and leave x + attn(h) + ffn(h) as it is.",
+    "no_mask": "your block ignores `mask`: pass it on, self.attn(h, mask=mask).",
+}
+
+
+def check_parallel_block(cls) -> None:
+    """Check a parallel block ``cls(d_model, n_heads)`` with ``attn``, ``ln``, ``ffn`` (``fc1``, ``fc2``) and
+    ``forward(x, mask=None) = x + attn(ln(x)) + ffn(ln(x))`` (GPT-J and PaLM use this layout)."""
+    check = "check_parallel_block"
+    name = fn_name(cls)
+    cases = [(2, 5, 16, 4, None), (1, 6, 8, 2, "causal"), (3, 4, 12, 3, "padding")]
+    g = torch.Generator().manual_seed(13)
+    for B, T, C, H, mask_kind in cases:
+        torch.manual_seed(C + H + 1)
+        ref = TransformerBlock(C, H).double().eval()
+        with torch.no_grad():
+            ref.ln1.weight.uniform_(0.5, 1.5, generator=g)
+            ref.ln1.bias.uniform_(-0.5, 0.5, generator=g)
+        student = _build(check, cls, C, H)
+        theirs = dict(student.named_parameters())
+        mapping = {key.replace("ln1.", "ln."): value for key, value in ref.named_parameters() if not key.startswith("ln2.")}
+        for key, value in mapping.items():
+            if key not in theirs:
+                raise CheckFailed(check, f"`{name}` should have a parameter `{key}` (the layers `self.attn`, `self.ln`, "
+                                         f"`self.ffn` of the exercise), but it has none by that name.")
+            if theirs[key].shape != value.shape:
+                raise CheckFailed(check, f"`{key}` in `{name}` should have shape {tuple(value.shape)}, but it has "
+                                         f"{tuple(theirs[key].shape)}.")
+            with torch.no_grad():
+                theirs[key].copy_(value)
+        x = 2 * torch.randn(B, T, C, generator=g, dtype=torch.float64) + 1
+        if mask_kind == "causal":
+            mask = torch.ones(T, T, dtype=torch.bool).tril()
+        elif mask_kind == "padding":
+            mask = (torch.arange(T) < torch.tensor([T, 2, 3])[:, None])[:, None, None, :]
+        else:
+            mask = None
+        kwargs = {} if mask is None else {"mask": mask}
+        try:
+            out = call_student(check, student, x.clone(), **kwargs)
+        except CheckFailed as failure:
+            if "tuple" in failure.message:
+                raise CheckFailed(check, "self.attn(...) returns a pair (out, weights): add only `out`, "
+                                         "e.g. self.attn(h, mask=mask)[0].") from None
+            raise
+        expect_deterministic(check, out, student, x.clone(), **kwargs)
+        where = f" (test: B={B}, T={T}, d_model={C}, n_heads={H}{f', {mask_kind} mask' if mask_kind else ''})"
+        with torch.no_grad():
+            kinds = [k for k in _PARALLEL_MISTAKES if k != "no_mask" or mask is not None]
+            expect_tensor_like(check, out, _parallel_variant(ref, x, mask), "the output (B, T, C)" + where,
+                               [(_PARALLEL_MISTAKES[k] + where, _parallel_variant(ref, x, mask, k)) for k in kinds])
     passed(check, len(cases))

@@ -1,0 +1,11 @@
+"""A corpus of answers to the exercise checks, written the way students write them.
+
+``WRONG``: realistic wrong answers, each with the key words its failure message must contain (so the message
+names the mistake, not only "wrong values"). ``CORRECT``: correct answers in styles other than the solutions'.
+``tests/test_checks_corpus.py`` runs every check on every answer and measures how many wrong answers are
+rejected and how many of those rejections name the mistake.
+"""
+from ._registry import CORRECT, WRONG
+from . import attention, finetuning, heldout, heldout2, part4, pretraining, tokenization, transformer  # noqa: F401  (they register)
+
+__all__ = ["CORRECT", "WRONG"]
