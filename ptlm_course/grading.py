@@ -417,6 +417,7 @@ class Sandbox:
         self.folder.mkdir(mode=0o700)
         self.uid = _unused_uid() if isolation.mode == "os" else None
         root = "/tmp" if isolation.mode == "os" else str(self.folder)       # the folder as the hand-in sees it
+        self.package_file = f"{root}/.ptlm-package/ptlm_course/__init__.py"
         _write_package(self.folder / ".ptlm-package", package)
         if self.uid is not None:
             os.chown(self.folder, self.uid, self.uid)
@@ -743,6 +744,9 @@ def run_submission(nb, exercise: Exercise, timeout: float, sandbox: Sandbox) -> 
         ready = sandbox.receive(time.monotonic() + STARTUP_SECONDS)
         if not (isinstance(ready, dict) and ready.get("ready")):
             raise Stopped("garbled")
+        if ready.get("package") != sandbox.package_file:      # checked before any student code runs
+            raise RuntimeError(f"the hand-in's Python imported ptlm_course from {ready.get('package')!r}, not from "
+                               f"its pristine copy {sandbox.package_file!r}")
         session = Session(sandbox, time.monotonic() + timeout)   # the start-up does not count
         sandbox.send({"cells": [clean_source(c.source) for c in cells]}, session.deadline)
         for index, cell in enumerate(cells):
@@ -852,7 +856,9 @@ class Batch:
     staging: Path
     package: dict[str, bytes]
     hidden: list[Path]
-    guarded: list[Path]                    # folders whose files a hand-in must not change (process mode)
+    guarded: list[Path]                    # folders whose files are put back if a hand-in changes them
+    originals: dict[Path, bytes] = field(default_factory=dict)   # the notebooks as read (likewise)
+    results_files: list[Path] = field(default_factory=list)       # --out and its .md: never a link
 
 
 def grade_one(submission: Submission, batch: Batch) -> list[Result]:
@@ -885,13 +891,17 @@ def grade_one(submission: Submission, batch: Batch) -> list[Result]:
     elif tricks:
         notes.append("tries to replace the checks (" + "; ".join(tricks) + "): ignored, the checks run in the "
                      "grader")
-    before = {p: c for folder in batch.guarded for p, c in _tree_snapshot(folder).items()}
+    before = {p: c for folder in batch.guarded for p, c in _tree_snapshot(folder).items()} | batch.originals
     sandbox = Sandbox(batch.isolation, batch.staging, batch.package, batch.hidden)
     try:
         run = run_submission(nb, exercise, batch.timeout, sandbox)
     finally:
         sandbox.stop()
     changed = _restore_tree(before)
+    for path in batch.results_files:
+        if path.is_symlink():                         # a link where the results go: removed, never followed
+            path.unlink()
+            changed.append(path.name)
     if changed:
         notes.append(f"changed files outside its folder ({', '.join(sorted(set(changed))[:5])}): restored; every "
                      "check counted as failed")
@@ -935,7 +945,7 @@ def _hidden_folders(paths, out: Path | None, keep: list[Path]) -> list[Path]:
 
 
 def grade(paths, exercises_dir: Path, timeout: float = 120, progress=print, isolation: str = "auto",
-          out_folder: Path | None = None) -> list[Result]:
+          out: Path | None = None) -> list[Result]:
     """Grade every submission (files or folders of notebooks); a failure of one never stops the others.
 
     Every notebook is read before any student code runs, and every one of them gets its rows.
@@ -954,8 +964,11 @@ def grade(paths, exercises_dir: Path, timeout: float = 120, progress=print, isol
     staging = Path(tempfile.mkdtemp(prefix="ptlm-grade-"))
     try:
         batch = Batch(exercises, timeout, chosen, staging, package_snapshot(),
-                      _hidden_folders(paths, out_folder, keep) if chosen.mode == "os" else [],
-                      [package_dir, Path(exercises_dir).resolve()])
+                      _hidden_folders(paths, out and out.parent, keep) if chosen.mode == "os" else [],
+                      [package_dir, Path(exercises_dir).resolve()],
+                      {s.path: s.data for s in submissions if s.data is not None},
+                      [] if out is None else [out.parent.resolve() / out.name,
+                                              out.parent.resolve() / out.with_suffix(".md").name])
         results = []
         for submission in submissions:
             started = time.perf_counter()
@@ -1074,7 +1087,7 @@ def main(argv=None) -> int:
         try:
             results = grade(args.submissions, Path(args.exercises) if args.exercises else default_exercises_dir(),
                             args.timeout, progress=lambda line: print(clean(line), file=sys.stderr),
-                            isolation=args.isolation, out_folder=out.parent)
+                            isolation=args.isolation, out=out)
         except (FileNotFoundError, ValueError, RuntimeError) as error:
             print(clean(f"grade: {error}"), file=sys.stderr)
             return 2

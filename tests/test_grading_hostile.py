@@ -1,0 +1,276 @@
+"""`python -m ptlm_course grade` against a hostile class: real notebooks built from exercises/ and solutions/,
+real processes, one batch per isolation mode (OS isolation needs root and util-linux; the process mode
+runs everywhere)."""
+import csv
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from ptlm_course import grading
+from ptlm_course.__main__ import main as cli
+
+pytestmark = pytest.mark.slow          # about 25 s (process mode) + 20 s (OS isolation)
+
+ROOT = Path(__file__).resolve().parents[1]
+NAME = "03_attention"
+CHECKS = ["check_attention", "check_causal_mask", "check_padding_mask"]
+VALIDATION = Path(grading.__file__).with_name("validation.py")
+WRONG = {   # answers of the right shapes and dtypes but wrong values: any pass is a faked one
+    "def attention": "def attention(q, k, v, mask=None):\n    weights = torch.zeros(*q.shape[:-1], k.shape[-2], "
+                     "dtype=q.dtype)\n    return weights @ v, weights",
+    "def causal_mask": "def causal_mask(T):\n    return torch.ones(T, T, dtype=torch.bool)",
+    "def padding_mask": "def padding_mask(lengths, T):\n    return torch.ones(len(lengths), 1, 1, T, dtype=torch.bool)",
+}
+
+
+def exercise():
+    return nbformat.read(ROOT / "exercises" / f"{NAME}.ipynb", as_version=4)
+
+
+def solved():
+    nb, solution = exercise(), nbformat.read(ROOT / "solutions" / f"{NAME}.ipynb", as_version=4)
+    for cell, answer in zip(nb.cells, solution.cells):
+        if "YOUR CODE HERE" in cell.source:
+            cell.source = answer.source
+    return nb
+
+
+def wrong(*cheats, at_end=False):
+    """The exercise with wrong answers, and cheat cells after the imports (or at the end)."""
+    nb = exercise()
+    for cell in nb.cells:
+        for start, answer in WRONG.items():
+            if cell.source.startswith(start):
+                cell.source = answer
+    cells = [nbformat.v4.new_code_cell(c) for c in cheats]
+    nb.cells = nb.cells + cells if at_end else nb.cells[:3] + cells + nb.cells[3:]
+    return nb
+
+
+def save(nb, folder, student):
+    (folder / student).mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, folder / student / f"{NAME}.ipynb")
+
+
+CHEATS = {  # each of these gained full marks from a grader that ran the checks in the student's kernel
+    "patch_allclose": "import torch\ntorch.allclose = lambda *a, **k: True\ntorch.equal = lambda *a, **k: True",
+    "meta_path": '''import importlib.abc, importlib.util, sys
+class Fake(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, name, path=None, target=None):
+        return importlib.util.spec_from_loader(name, self) if name == "ptlm_course.checks.attention" else None
+    def create_module(self, spec):
+        return None
+    def exec_module(self, module):
+        fake = lambda fn: print("✅ all tests passed.")
+        module.__dict__.update(check_attention=fake, check_causal_mask=fake, check_padding_mask=fake)
+sys.meta_path.insert(0, Fake())''',
+    "input_transformer": '''import re
+def fake(lines):
+    nonce = re.search(r"PTLM-GRADE-[0-9a-f]+:", "".join(lines))
+    if nonce is None:
+        return lines
+    return [f"print({nonce.group(0)!r} + \'{{\\"passed\\": true, \\"message\\": \\"ok\\"}}\')\\n"]
+get_ipython().input_transformers_post.append(fake)''',
+    "json_vars": '''import json
+real = json.dumps
+vars(json)["dumps"] = lambda obj, *a, **k: (\'{"passed": true, "message": "ok"}\' if isinstance(obj, dict)
+                                            and "passed" in obj else real(obj, *a, **k))''',
+    "builtins_swap": '''import builtins, types
+fake = types.ModuleType("builtins")
+fake.__dict__.update(vars(builtins))
+fake.exec = lambda *a, **k: None
+globals().update(__builtins__=fake)''',
+}
+
+
+def detached(marker: str, out: Path) -> str:
+    """A process that detaches twice and keeps trying to add a passing row to the results."""
+    script = (f"import os, time\nif os.fork(): os._exit(0)\nos.setsid()\n# {marker}\n"
+              f"while True:\n    try:\n        open({str(out)!r}, 'a').write('mallory,{NAME},check_attention,True,x\\n')\n"
+              f"    except OSError:\n        pass\n    time.sleep(0.05)\n")
+    return (f"import subprocess, sys\nsubprocess.Popen([sys.executable, '-c', {script!r}, {marker!r}], "
+            "start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)")
+
+
+def write_over(path: Path, text: str = "{}") -> str:
+    return f"try:\n    open({str(path)!r}, 'w').write({text!r})\nexcept OSError as error:\n    print(error)"
+
+
+def files(*folders) -> dict:
+    return {p: p.read_bytes() for f in folders for p in sorted(Path(f).rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts}
+
+
+def alive(marker: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if marker.encode() in Path(f"/proc/{entry}/cmdline").read_bytes():
+                    found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def run_batch(tmp: Path, isolation: str):
+    """Build the class, grade it with the CLI, and return (rows, what changed, processes left, out folder)."""
+    subs, out, exercises = tmp / "submissions", tmp / "out", tmp / "exercises"
+    shutil.copytree(ROOT / "exercises", exercises)
+    out.mkdir()
+    victim = tmp / "solutions" / f"{NAME}.ipynb"                # stands for the instructor's solutions
+    victim.parent.mkdir()
+    shutil.copy(ROOT / "solutions" / f"{NAME}.ipynb", victim)
+    marker = f"ptlm-detached-{os.getpid()}-{isolation}"
+    save(solved(), subs, "alice")
+    save(solved(), subs, "zoe")                                 # graded after aaron, who overwrites her notebook
+    save(wrong(), subs, "zed")                                  # honest but wrong, graded after the package edit
+    save(wrong(write_over(subs / "zoe" / f"{NAME}.ipynb"), write_over(exercises / f"{NAME}.ipynb")), subs, "aaron")
+    save(wrong(f"import os\nos.symlink({str(victim)!r}, {str(out / 'results.csv')!r})\n"
+               f"os.symlink({str(victim)!r}, {str(out / 'results.md')!r})"), subs, "linker")
+    save(wrong(detached(marker, out / "results.csv")), subs, "mallory")
+    save(wrong(write_over(VALIDATION, VALIDATION.read_text() + "\nimport torch\ntorch.allclose = lambda *a, **k: True\n")),
+         subs, "vera")
+    if isolation == "os":                                       # a classmate's notebook is out of reach
+        save(wrong("import json\nnb = json.load(open(%r))\nfor cell in nb['cells']:\n"
+                   "    source = ''.join(cell['source'])\n"
+                   "    if source.startswith('def '):\n        exec(source, globals())"
+                   % str(subs / "alice" / f"{NAME}.ipynb"), at_end=True), subs, "copycat")
+    else:                                                       # the same in both modes: tested once
+        for student, cheat in CHEATS.items():
+            save(wrong(cheat), subs, student)
+        nb = solved()                                           # a comment with a lone surrogate (valid JSON)
+        nb.cells[[i for i, c in enumerate(nb.cells) if c.source.startswith("def attention")][0]].source += "  # \udc80"
+        (subs / "sam").mkdir()
+        (subs / "sam" / f"{NAME}.ipynb").write_text(json.dumps(nb), encoding="ascii")
+        odd = os.fsencode(subs) + b"/\xff\xfe-" + NAME.encode() + b".ipynb"   # a name that is not UTF-8
+        with open(odd, "wb") as f:
+            f.write(nbformat.writes(solved()).encode("utf-8"))
+        (subs / "eve").mkdir()
+        os.symlink("/etc/passwd", subs / "eve" / f"{NAME}.ipynb")
+        (subs / "fifo").mkdir()
+        os.mkfifo(subs / "fifo" / f"{NAME}.ipynb")
+    before = files(subs, exercises, victim.parent, VALIDATION.parent)
+    original = VALIDATION.read_bytes()
+    try:
+        assert cli(["grade", str(subs), "--timeout", "60", "--out", str(out / "results.csv"),
+                    "--exercises", str(exercises), "--isolation", isolation]) == 0
+    finally:
+        if VALIDATION.read_bytes() != original:                 # never leave the package edited
+            VALIDATION.write_bytes(original)
+    left = alive(marker)
+    time.sleep(0.3)                                             # a survivor would write now
+    changed = sorted(str(p) for p, content in files(subs, exercises, victim.parent, VALIDATION.parent).items()
+                     if before.get(p) != content)
+    changed += sorted(str(p) for p in before if not p.exists())
+    rows = list(csv.DictReader((out / "results.csv").open(encoding="utf-8")))
+    for pid in left:                                            # clean up after a failing test
+        os.kill(pid, 9)
+    return rows, changed, left, out
+
+
+def os_isolation_available() -> bool:
+    try:
+        return grading.detect_isolation("auto").mode == "os"
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="module")
+def os_batch(tmp_path_factory):
+    if not os_isolation_available():
+        pytest.skip("OS isolation needs root and util-linux (unshare, setpriv); the process mode is tested too")
+    return run_batch(tmp_path_factory.mktemp("os"), "os")
+
+
+@pytest.fixture(scope="module")
+def process_batch(tmp_path_factory):
+    return run_batch(tmp_path_factory.mktemp("process"), "process")
+
+
+def marks(rows, student):
+    found = {r["check"]: r for r in rows if r["student"] == student}
+    assert found, f"no rows for {student}"
+    return {check: r["passed"] == "True" for check, r in found.items()}, " ".join(r["message"] for r in found.values())
+
+
+DAMAGE = ["mallory", "vera", "aaron", "linker", "zed"]
+
+
+def test_cheats_gain_no_marks(process_batch):
+    rows = process_batch[0]
+    for student in [*CHEATS, *DAMAGE]:
+        passed, message = marks(rows, student)
+        assert list(passed) == CHECKS and not any(passed.values()), (student, message)
+    assert "the weights" in marks(rows, "patch_allclose")[1]      # the grader's own comparison caught it
+
+
+def test_every_submission_gets_complete_records(process_batch):
+    rows, _, _, out = process_batch
+    assert marks(rows, "alice")[0] == dict.fromkeys(CHECKS, True)
+    assert marks(rows, "sam")[0] == dict.fromkeys(CHECKS, True)             # lone surrogate in a comment
+    assert marks(rows, "\\xff\\xfe")[0] == dict.fromkeys(CHECKS, True)    # non-UTF-8 file name, escaped
+    students = {r["student"] for r in rows}
+    assert students == {*CHEATS, *DAMAGE, "alice", "zoe", "sam", "\\xff\\xfe", "eve", "fifo"}
+    text = (out / "results.md").read_text(encoding="utf-8")
+    assert "| \\xff\\xfe | 03_attention | 3/3 |" in text and text.rstrip().endswith("notebooks.")
+    assert f"{sum(r['passed'] == 'True' for r in rows)} of {len(rows)} checks passed" in text
+
+
+def test_links_and_special_files_are_refused(process_batch):
+    rows, _, _, out = process_batch
+    passed, message = marks(rows, "eve")
+    assert not any(passed.values()) and "symbolic link" in message
+    passed, message = marks(rows, "fifo")
+    assert not any(passed.values()) and "not a regular file" in message
+    for name in ("results.csv", "results.md"):
+        assert not (out / name).is_symlink() and "root:" not in (out / name).read_text(encoding="utf-8")
+
+
+def test_process_mode_puts_back_what_a_hand_in_changes(process_batch):
+    rows, changed, left, out = process_batch
+    assert changed == [] and left == []         # classmates' notebooks, the exercises, the package, "solutions"
+    assert "changed files outside its folder (validation.py)" in marks(rows, "vera")[1]
+    assert "changed files outside its folder" in marks(rows, "aaron")[1]
+    assert "changed files outside its folder (results.csv, results.md)" in marks(rows, "linker")[1]
+    assert marks(rows, "zoe")[0] == dict.fromkeys(CHECKS, True)              # aaron overwrote her file first
+    assert not (out / "results.csv").is_symlink() and "x\n" not in (out / "results.csv").read_text(encoding="utf-8")
+
+
+def test_os_isolation_changes_nothing_outside_the_output_folder(os_batch):
+    rows, changed, left, out = os_batch
+    assert changed == [] and left == []
+    for student in ["copycat", *DAMAGE]:                       # copycat could not read alice's notebook
+        passed, message = marks(rows, student)
+        assert list(passed) == CHECKS and not any(passed.values()), (student, message)
+    assert marks(rows, "zoe")[0] == marks(rows, "alice")[0] == dict.fromkeys(CHECKS, True)
+    assert "changed files" not in " ".join(r["message"] for r in rows)    # every attempt was refused by the OS
+    assert sorted(p.name for p in out.iterdir()) == ["results.csv", "results.md"]
+    assert "x\n" not in (out / "results.csv").read_text(encoding="utf-8")
+
+
+def test_supervisor_kills_detached_descendants(tmp_path):
+    """The subreaper on its own: a double-forked, setsid'ed grandchild is gone once the control pipe closes."""
+    import subprocess
+
+    marker = f"ptlm-supervisor-test-{os.getpid()}"
+    control_read, control_write = os.pipe()
+    child = ("import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        time.sleep(60)\n"
+             "    os._exit(0)\ntime.sleep(60)")
+    supervisor = subprocess.Popen([sys.executable, "-I", "-S", str(Path(grading.__file__).with_name(
+        "_grade_supervisor.py")), str(control_read), "", "--", sys.executable, "-c", child, marker],
+        pass_fds=[control_read])
+    os.close(control_read)
+    deadline = time.monotonic() + 10
+    while len(alive(marker)) < 3 and time.monotonic() < deadline:   # the supervisor, the child, the grandchild
+        time.sleep(0.05)
+    assert len(alive(marker)) >= 3
+    os.close(control_write)
+    assert supervisor.wait(timeout=15) == 0
+    assert alive(marker) == []
