@@ -274,3 +274,26 @@ def test_supervisor_kills_detached_descendants(tmp_path):
     os.close(control_write)
     assert supervisor.wait(timeout=15) == 0
     assert alive(marker) == []
+
+
+def test_checks_in_the_grader_see_what_the_students_function_did_to_its_arguments(tmp_path):
+    """Values cross the pipe, so in-place changes to a list or a set are copied back for the check to see;
+    a Counter arrives as a dict, which the check accepts."""
+    exercise = grading.Exercise.load(ROOT / "exercises" / "01_tokenization.ipynb")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in [
+        "from collections import Counter",
+        "def get_pair_counts(ids):\n    return Counter(zip(ids, ids[1:]))",
+        "def merge(ids, pair, new_id):\n    ids.append(new_id)\n    return ids",
+        "def wordpiece_word(word, vocab):\n    vocab.add('##zzz')\n    return ['[UNK]']",
+    ]])
+    batch_package = grading.package_snapshot()
+    sandbox = grading.Sandbox(grading.Isolation("process"), tmp_path, batch_package, [])
+    try:
+        run = grading.run_submission(nb, exercise, 60, sandbox)
+    finally:
+        sandbox.stop()
+    outcomes = run.check_outputs
+    assert outcomes["check_pair_counts"]["passed"], outcomes["check_pair_counts"]
+    assert not outcomes["check_merge"]["passed"] and "the input list was changed" in outcomes["check_merge"]["message"]
+    assert not outcomes["check_wordpiece"]["passed"]
+    assert "the vocabulary was changed" in outcomes["check_wordpiece"]["message"]
