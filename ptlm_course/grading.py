@@ -582,26 +582,6 @@ class Opaque:
         return f"<{self.type_name} object>"
 
 
-def _restore(value):
-    """Turn the runner's markers back into values: unsupported objects -> Opaque, sets -> set."""
-    from ._grade_runner import SET, UNSUPPORTED
-
-    if isinstance(value, dict):
-        if set(value) == {UNSUPPORTED}:
-            return Opaque(str(value[UNSUPPORTED])[:80])
-        if set(value) == {SET} and isinstance(value[SET], list):
-            try:
-                return set(_restore(v) for v in value[SET])
-            except TypeError:
-                return Opaque("set")
-        return {k: _restore(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_restore(v) for v in value]
-    if isinstance(value, tuple):
-        return tuple(_restore(v) for v in value)
-    return value
-
-
 _ERRORS: dict[str, type] = {}
 
 
@@ -609,15 +589,123 @@ def _student_error(name: str, message: str) -> Exception:
     """The student's exception, re-created by name (never by unpickling) for the check's message."""
     if name == "NotImplementedError":
         return NotImplementedError(message)
+    if name == "AttributeError":
+        return AttributeError(message)
     name = name if re.fullmatch(r"[A-Za-z_]\w{0,60}", str(name)) else "Exception"
     if name not in _ERRORS:
         _ERRORS[name] = type(name, (Exception,), {"__module__": "student"})
     return _ERRORS[name](message)
 
 
+def module_state(module) -> dict:
+    """A module's weights (with requires_grad), buffers and train/eval flags, as the runner reads them."""
+    return {"params": {n: (p.detach(), bool(p.requires_grad)) for n, p in module.named_parameters()},
+            "buffers": {n: b.detach() for n, b in module.named_buffers()},
+            "training": {n: bool(m.training) for n, m in module.named_modules()}}
+
+
+def _apply_state(module, state, flags: bool = False) -> None:
+    """Load a state sent by the runner into a module of the grader's (weights, requires_grad, flags)."""
+    import torch
+
+    if not isinstance(state, dict):
+        return
+    params, modules = dict(module.named_parameters()), dict(module.named_modules())
+    for name, entry in (state.get("params") or {}).items():
+        if name in params and isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[0], torch.Tensor):
+            params[name].data = entry[0]
+            params[name].requires_grad_(bool(entry[1]))
+    for name, flag in (state.get("training") or {}).items():
+        if name in modules and isinstance(flag, bool):
+            modules[name].training = flag
+    for name, values in (state.get("flags") or {}).items() if flags else ():
+        if name in modules and isinstance(values, dict):
+            for key, value in values.items():
+                if isinstance(key, str) and key.isidentifier() and not hasattr(type(modules[name]), key):
+                    setattr(modules[name], key, value)
+
+
+def _built_in(kind: str, spec: list):
+    """One of the torch.nn layers the runner reported, rebuilt as the real class (sizes capped)."""
+    import torch.nn as nn
+
+    def size(n, cap=10**6):
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= cap:
+            raise Stopped("garbled")
+        return n
+
+    if kind == "Linear" and size(spec[0]) * size(spec[1]) <= 5 * 10**7:
+        return nn.Linear(spec[0], spec[1], bias=bool(spec[2]))
+    if kind == "LayerNorm" and isinstance(spec[0], list) and len(spec[0]) <= 4:
+        shape = [size(n) for n in spec[0]]
+        layer = nn.LayerNorm(shape, eps=float(spec[1]), elementwise_affine=bool(spec[2]))
+        if layer.elementwise_affine and not spec[3]:
+            layer.bias = None
+        return layer
+    if kind == "Embedding" and size(spec[0]) * size(spec[1]) <= 5 * 10**7:
+        return nn.Embedding(spec[0], spec[1], padding_idx=spec[2] if isinstance(spec[2], int) else None)
+    if kind == "Dropout":
+        return nn.Dropout(float(spec[0]))
+    if kind == "GELU":
+        return nn.GELU(approximate=spec[0] if spec[0] in ("none", "tanh") else "none")
+    if kind in ("ReLU", "Tanh", "Identity"):
+        return getattr(nn, kind)()
+    raise Stopped("garbled")
+
+
+def _remote_module_class():
+    """nn.Module standing for one of the student's modules: its structure and weights live here (the checks
+    read and change them), its ``forward`` runs in the hand-in's process with those weights."""
+    import torch.nn as nn
+
+    class RemoteModule(nn.Module):
+        def __init__(self, session, oid: int, path: str, class_name: str):
+            super().__init__()
+            self.__dict__["_remote"] = (session, oid, path, class_name)
+
+        def forward(self, *args, **kwargs):
+            session, oid, path, _ = self.__dict__["_remote"]
+            return session.call({"ref": {"id": oid, "path": path}}, args, kwargs)
+
+        def _get_name(self) -> str:
+            return self.__dict__["_remote"][3]
+
+        def __getattr__(self, name):
+            try:
+                return super().__getattr__(name)
+            except AttributeError:
+                remote = self.__dict__.get("_remote")
+                if remote is None or name.startswith("__"):
+                    raise
+                return remote[0].attribute(remote[1], remote[2], name)
+
+    return RemoteModule
+
+
+class RemoteObject:
+    """Stands for any other object of the student's (e.g. an EarlyStopping): attributes and calls go to it."""
+
+    def __init__(self, session, oid: int, type_name: str):
+        self.__dict__.update(_session=session, _oid=oid, _type=type_name)
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self._session.attribute(self._oid, "", name)
+
+    def __call__(self, *args, **kwargs):
+        return self._session.call({"ref": {"id": self._oid, "path": ""}}, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<{self._type} object>"
+
+
 def _copy_back(local, new) -> None:
     """Mirror the student's in-place changes to an argument, so the checks still see them."""
     import torch
+    import torch.nn as nn
+
+    from ._grade_runner import STATE
 
     if isinstance(local, list) and isinstance(new, list):
         local[:] = new
@@ -631,31 +719,58 @@ def _copy_back(local, new) -> None:
         if new.shape == local.shape and new.dtype == local.dtype:
             with torch.no_grad():
                 local.copy_(new)
+    elif isinstance(local, nn.Module) and isinstance(new, dict) and STATE in new:
+        _apply_state(local, new[STATE], flags=True)
 
 
 class Session:
-    """A hand-in's running process, as seen by the grader."""
+    """A hand-in's running process, as seen by the grader; the student's objects stand in as proxies."""
 
     def __init__(self, sandbox: Sandbox, deadline: float):
+        import weakref
+
         self.sandbox, self.deadline = sandbox, deadline
+        self.modules = weakref.WeakValueDictionary()      # id -> the grader's stand-in of a student's module
 
     def request(self, **request):
         self.sandbox.send(request, self.deadline)
         reply = self.sandbox.receive(self.deadline)
         if not isinstance(reply, dict):
             raise Stopped("garbled")
+        states = reply.get("states")
+        for oid, state in (states.items() if isinstance(states, dict) else ()):
+            module = self.modules.get(oid) if isinstance(oid, int) else None
+            if module is not None:                    # what the call did to the student's modules
+                _apply_state(module, state)
         return reply
 
-    def call(self, name: str, args, kwargs):
+    def _sync(self) -> dict:
+        """The current state of every stand-in module, so the student's objects compute with it."""
+        return {oid: module_state(module) for oid, module in list(self.modules.items())}
+
+    def _pack(self, value):
         import torch
+
+        from ._grade_runner import GENERATOR, REF
+
+        if isinstance(value, torch.Generator):
+            return {GENERATOR: value.get_state()}
+        remote = getattr(value, "__dict__", {}).get("_remote") if not isinstance(value, type) else None
+        if isinstance(remote, tuple):
+            return {REF: {"id": remote[1], "path": remote[2]}}
+        if isinstance(value, RemoteObject):
+            return {REF: {"id": value._oid, "path": ""}}
+        return value
+
+    def call(self, target: dict, args, kwargs):
+        """Call the student's function (``{"name": ...}``) or object; returns what it returned, as data."""
+        import torch
+        import torch.nn as nn
 
         from ._grade_runner import GENERATOR
 
-        def pack(value):
-            return {GENERATOR: value.get_state()} if isinstance(value, torch.Generator) else value
-
-        reply = self.request(op="call", name=name, args=[pack(a) for a in args],
-                             kwargs={k: pack(v) for k, v in kwargs.items()})
+        reply = self.request(op="call", **target, args=[self._pack(a) for a in args],
+                             kwargs={k: self._pack(v) for k, v in kwargs.items()}, sync=self._sync())
         if "raised" in reply:
             raise _student_error(reply.get("raised"), str(reply.get("message", "")))
         if "ok" not in reply:
@@ -668,63 +783,152 @@ class Session:
                         local.set_state(new[GENERATOR])
                     except (RuntimeError, TypeError):
                         pass
+            elif "_remote" not in getattr(local, "__dict__", {}):
+                _copy_back(local, self.restore(new))
+        modules = [a for a in [*args, *kwargs.values()] if isinstance(a, nn.Module)]
+        return self.restore(reply["ok"], modules)
+
+    def attribute(self, oid: int, path: str, name: str):
+        reply = self.request(op="getattr", ref={"id": oid, "path": path}, attribute=name, sync=self._sync())
+        if "raised" in reply:
+            raise _student_error(reply.get("raised"), str(reply.get("message", "")))
+        if "ok" not in reply:
+            raise Stopped("garbled")
+        return self.restore(reply["ok"])
+
+    def restore(self, value, arguments=()):
+        """Turn the runner's markers back into values: modules -> stand-ins, objects -> references,
+        sets -> sets, anything it could not send -> Opaque."""
+        from ._grade_runner import MODULE, OBJECT, SET, STATE, UNSUPPORTED
+
+        if isinstance(value, dict) and len(value) == 1:
+            (key, inner), = value.items()
+            if key == UNSUPPORTED:
+                return Opaque(str(inner)[:80])
+            if key == SET and isinstance(inner, list):
+                try:
+                    return set(self.restore(v) for v in inner)
+                except TypeError:
+                    return Opaque("set")
+            if key == MODULE and isinstance(inner, dict):
+                return self.stand_in(inner, list(arguments))
+            if key == OBJECT and isinstance(inner, dict) and isinstance(inner.get("id"), int):
+                return RemoteObject(self, inner["id"], str(inner.get("type"))[:80])
+            if key == STATE:
+                return value
+        if isinstance(value, dict):
+            return {k: self.restore(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.restore(v) for v in value]
+        if isinstance(value, tuple):
+            return tuple(self.restore(v) for v in value)
+        return value
+
+    def stand_in(self, description: dict, arguments: list):
+        """Rebuild a student's module here: torch.nn layers as themselves, the student's classes as
+        RemoteModule, modules the grader passed in as those very objects; then load its weights."""
+        import torch
+        import torch.nn as nn
+
+        oid, tree, state = description.get("id"), description.get("tree"), description.get("state")
+        if not (isinstance(oid, int) and isinstance(tree, list) and 0 < len(tree) <= 10_000):
+            raise Stopped("garbled")
+        remote_module = _remote_module_class()
+        nodes, given = {}, []
+        for entry in tree:
+            if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)
+                    and isinstance(entry[2], list) and re.fullmatch(r"(\w+(\.\w+)*)?", entry[0])):
+                raise Stopped("garbled")
+            name, kind, spec = entry
+            if any(name.startswith(g + ".") for g in given):
+                continue                                    # inside a module the grader passed in
+            if kind == "argument":
+                if not (spec and isinstance(spec[0], int) and 0 <= spec[0] < len(arguments)):
+                    raise Stopped("garbled")
+                node = arguments[spec[0]]
+                given.append(name)
+            elif kind == "Module":
+                node = remote_module(self, oid, name, str(spec[0] if spec else "Module")[:80])
             else:
-                _copy_back(local, _restore(new))
-        return _restore(reply["ok"])
+                node = _built_in(str(kind), spec)
+            parent, _, leaf = name.rpartition(".")
+            if name and parent not in nodes:
+                raise Stopped("garbled")
+            if name:
+                nodes[parent]._modules[leaf] = node        # not add_module: no attribute look-up here
+            nodes[name] = node
+        root = nodes.get("")
+        if root is None or not isinstance(state, dict):
+            raise Stopped("garbled")
+        for name, entry in (state.get("params") or {}).items():
+            owner, _, leaf = name.rpartition(".")
+            if owner in nodes and leaf and isinstance(entry, tuple) and len(entry) == 2 \
+                    and isinstance(entry[0], torch.Tensor):
+                nodes[owner]._parameters[leaf] = nn.Parameter(entry[0], requires_grad=bool(entry[1]))
+        for name, value in (state.get("buffers") or {}).items():
+            owner, _, leaf = name.rpartition(".")
+            if owner in nodes and leaf and isinstance(value, torch.Tensor):
+                nodes[owner]._buffers[leaf] = value
+        _apply_state(root, {"training": state.get("training")})
+        for name, values in (state.get("flags") or {}).items():       # the student's plain attributes
+            node = nodes.get(name)
+            if isinstance(node, remote_module) and isinstance(values, dict):
+                for key, value in values.items():
+                    if isinstance(key, str) and key.isidentifier() and not hasattr(remote_module, key):
+                        node.__dict__[key] = value
+        if isinstance(root, remote_module):
+            self.modules[oid] = root
+        return root
 
 
 class StudentFunction:
-    """Calls the student's function in the hand-in's process; only the values it returns come back."""
+    """Calls the student's function (or class) in the hand-in's process; only data comes back."""
 
     def __init__(self, session: Session, name: str):
         self.session, self.__name__, self.__qualname__ = session, name, name
 
     def __call__(self, *args, **kwargs):
-        return self.session.call(self.__name__, args, kwargs)
+        return self.session.call({"name": self.__name__}, args, kwargs)
 
     def __repr__(self) -> str:
         return f"<function {self.__name__}>"
 
 
-def check_in_grader(check: CheckCell, exercise: Exercise, session: Session) -> dict | None:
-    """Run a check in the grader's process with the student's functions called over the pipe.
-
-    Returns None when the check needs the student's objects themselves (a class, a function that edits a
-    model): those checks run in the hand-in's process, see :func:`run_submission`.
-    """
+def check_in_grader(check: CheckCell, exercise: Exercise, session: Session) -> dict:
+    """Run a pristine check in the grader's process: the student's functions and classes are called in the
+    hand-in's process, their modules and objects stand in here (see :class:`Session`)."""
     import contextlib
     import importlib
 
-    call = ast.parse(check.source).body[0].value
-    if len(check.names) != 1 or call.keywords or not all(isinstance(a, ast.Name) for a in call.args):
-        return None
-    if check.names[0] in IN_PROCESS_CHECKS:
-        return None
-    arguments = []
-    for arg in call.args:
-        kind = session.request(op="kind", name=arg.id).get("kind")
-        if kind == "missing":
-            return {"passed": False, "message": f"the check could not run: NameError: name {arg.id!r} is not defined"}
-        if kind != "function":
-            return None
-        arguments.append(StudentFunction(session, arg.id))
     from .checks._core import CheckFailed
 
-    function = getattr(importlib.import_module(exercise.modules[check.names[0]]), check.names[0])
     printed = io.StringIO()
     try:
-        with contextlib.redirect_stdout(printed):
-            function(*arguments)
+        for statement in ast.parse(check.source).body:
+            call = statement.value
+            if call.keywords:
+                return {"passed": False, "message": "the check could not run: the grader passes only names and "
+                                                    "constants to a check"}
+            arguments = []
+            for arg in call.args:
+                if isinstance(arg, ast.Constant):
+                    arguments.append(arg.value)
+                    continue
+                if not isinstance(arg, ast.Name):
+                    return {"passed": False, "message": "the check could not run: the grader passes only names "
+                                                        "and constants to a check"}
+                if session.request(op="kind", name=arg.id).get("kind") == "missing":
+                    return {"passed": False,
+                            "message": f"the check could not run: NameError: name {arg.id!r} is not defined"}
+                arguments.append(StudentFunction(session, arg.id))
+            function = getattr(importlib.import_module(exercise.modules[call.func.id]), call.func.id)
+            with contextlib.redirect_stdout(printed):
+                function(*arguments)
         return {"passed": True, "message": printed.getvalue().strip()}
     except CheckFailed as error:
         return {"passed": False, "message": error.message}
     except Exception as error:                        # noqa: BLE001 - the check itself broke: a failure
         return {"passed": False, "message": f"the check could not run: {type(error).__name__}: {error}"}
-
-
-# Checks whose argument is a class or a function that edits a model the check builds: they need the
-# student's objects themselves, so they run in the hand-in's process (see docs/instructors.md).
-IN_PROCESS_CHECKS = {"check_freeze"}
 
 
 def _error_text(cell) -> str | None:
@@ -759,14 +963,7 @@ def run_submission(nb, exercise: Exercise, timeout: float, sandbox: Sandbox) -> 
                 run.errors.append(f"{where}: {_short(error)}")
         for check in exercise.checks:
             where = check.label
-            outcome = check_in_grader(check, exercise, session)
-            if outcome is None:
-                imports = {name: exercise.modules[name] for name in check.names}
-                outcome = session.request(op="check_in_kernel", source=check.source, imports=imports)
-                if not isinstance(outcome.get("passed"), bool):
-                    outcome = {"passed": False, "message": "the check did not report a result"}
-                outcome = {"passed": outcome["passed"], "message": str(outcome.get("message", ""))}
-            run.check_outputs[check.label] = outcome
+            run.check_outputs[check.label] = check_in_grader(check, exercise, session)
     except Stopped as stop:
         reason = str(stop)
         if where == "start-up":

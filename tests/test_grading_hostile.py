@@ -297,3 +297,68 @@ def test_checks_in_the_grader_see_what_the_students_function_did_to_its_argument
     assert not outcomes["check_merge"]["passed"] and "the input list was changed" in outcomes["check_merge"]["message"]
     assert not outcomes["check_wordpiece"]["passed"]
     assert "the vocabulary was changed" in outcomes["check_wordpiece"]["message"]
+
+
+# Each check test of a class (or of freeze_top) in tests/test_checks_*.py, replayed through the grader: the
+# case's object is built in the hand-in's process, the check runs in the grader with stand-ins for it.
+# (module, test, check, how the test builds the student's object from its first parameter)
+REPLAYED = [
+    ("test_checks_attention", "test_check_multi_head_attention_accepts", "check_multi_head_attention", "{}"),
+    ("test_checks_attention", "test_check_multi_head_attention_names_mistakes", "check_multi_head_attention",
+     "student_with({})"),
+    ("test_checks_transformer", "test_correct_feed_forwards_pass", "check_feed_forward", "{}"),
+    ("test_checks_transformer", "test_feed_forward_mistakes_are_named", "check_feed_forward", "{}"),
+    ("test_checks_transformer", "test_correct_blocks_pass", "check_transformer_block", "{}"),
+    ("test_checks_transformer", "test_block_mistakes_are_named", "check_transformer_block", "block_with({})"),
+    ("test_checks_finetuning", "test_cls_head_accepts_correct_heads", "check_cls_head", "{}"),
+    ("test_checks_finetuning", "test_cls_head_names_mistakes", "check_cls_head", "cls_head({})"),
+    ("test_checks_finetuning", "test_freeze_accepts_correct_functions", "check_freeze", "{}"),
+    ("test_checks_finetuning", "test_freeze_names_mistakes", "check_freeze", "freeze_mistake({})"),
+    ("test_checks_finetuning", "test_lora_check_accepts_correct_classes", "check_lora_linear", "{}"),
+    ("test_checks_finetuning", "test_lora_check_names_mistakes", "check_lora_linear", "lora_mistake({})"),
+    ("test_checks_finetuning", "test_early_stopping_check_accepts_correct_classes", "check_early_stopping", "{}"),
+    ("test_checks_finetuning", "test_early_stopping_check_names_mistakes", "check_early_stopping",
+     "stopper_mistake({})"),
+]
+
+
+def test_checks_of_classes_decided_in_the_grader_agree_with_the_check_tests(tmp_path):
+    import importlib
+    import re
+    import types
+
+    from ptlm_course.checks import finetuning, multihead, transformer
+
+    modules = {"check_multi_head_attention": multihead.__name__, "check_feed_forward": transformer.__name__,
+               "check_transformer_block": transformer.__name__}
+    modules.update({name: finetuning.__name__ for name in finetuning.__all__})
+    cells, cases = [f"import sys\nsys.path.insert(0, {str(ROOT / 'tests')!r})"], []
+    for module, test, check, build in REPLAYED:
+        params = getattr(importlib.import_module(module), test).pytestmark[0].args[1]
+        cells.append(f"import {module}")
+        for i, param in enumerate(params):
+            name = f"case_{len(cases)}"
+            made = "_first" if build == "{}" else f"{module}.{build.format('_first')}"
+            cells.append(f"_p = {module}.{test}.pytestmark[0].args[1][{i}]\n"
+                         f"_first = _p[0] if isinstance(_p, tuple) else _p\n{name} = {made}")
+            cases.append((name, check, param[1] if isinstance(param, tuple) else None))
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    exercise = types.SimpleNamespace(checks=[], modules=modules)
+    sandbox = grading.Sandbox(grading.Isolation("process"), tmp_path, grading.package_snapshot(), [])
+    outcomes = {}
+    try:
+        run = grading.run_submission(nb, exercise, 120, sandbox)
+        assert run.errors == [] and run.stopped is None, (run.errors, run.stopped)
+        session = grading.Session(sandbox, time.monotonic() + 120)
+        for name, check, _ in cases:
+            cell = grading.CheckCell(0, f"{check}({name})", [check], check)
+            outcomes[name] = grading.check_in_grader(cell, exercise, session)
+    finally:
+        sandbox.stop()
+    assert len(cases) > 50
+    for name, check, message in cases:
+        outcome = outcomes[name]
+        if message is None:
+            assert outcome["passed"], (name, check, outcome)
+        else:
+            assert not outcome["passed"] and re.search(message, outcome["message"]), (name, check, message, outcome)
