@@ -33,8 +33,9 @@ def exercise():
     return nbformat.read(ROOT / "exercises" / f"{NAME}.ipynb", as_version=4)
 
 
-def solved():
-    nb, solution = exercise(), nbformat.read(ROOT / "solutions" / f"{NAME}.ipynb", as_version=4)
+def solved(name=NAME):
+    nb = nbformat.read(ROOT / "exercises" / f"{name}.ipynb", as_version=4)
+    solution = nbformat.read(ROOT / "solutions" / f"{name}.ipynb", as_version=4)
     for cell, answer in zip(nb.cells, solution.cells):
         if "YOUR CODE HERE" in cell.source:
             cell.source = answer.source
@@ -145,6 +146,12 @@ def run_batch(tmp: Path, isolation: str):
     else:                                                       # the same in both modes: tested once
         for student, cheat in CHEATS.items():
             save(wrong(cheat), subs, student)
+        nb = solved("04_multi_head_attention")                  # a class without the 1/sqrt(d), torch patched
+        mha = [c for c in nb.cells if "class MultiHeadAttention" in c.source][0]
+        mha.source = mha.source.replace(" / math.sqrt(d)", "")
+        nb.cells.insert(3, nbformat.v4.new_code_cell(CHEATS["patch_allclose"]))
+        (subs / "classy").mkdir()
+        nbformat.write(nb, subs / "classy" / "04_multi_head_attention.ipynb")
         nb = solved()                                           # a comment with a lone surrogate (valid JSON)
         nb.cells[[i for i, c in enumerate(nb.cells) if c.source.startswith("def attention")][0]].source += "  # \udc80"
         (subs / "sam").mkdir()
@@ -209,6 +216,9 @@ def test_cheats_gain_no_marks(process_batch):
         passed, message = marks(rows, student)
         assert list(passed) == CHECKS and not any(passed.values()), (student, message)
     assert "the weights" in marks(rows, "patch_allclose")[1]      # the grader's own comparison caught it
+    passed, message = marks(rows, "classy")                       # a check of a class: decided in the grader too
+    assert passed == {"check_split_heads": True, "check_merge_heads": True, "check_multi_head_attention": False}
+    assert "the scores are not scaled" in message
 
 
 def test_every_submission_gets_complete_records(process_batch):
@@ -217,7 +227,7 @@ def test_every_submission_gets_complete_records(process_batch):
     assert marks(rows, "sam")[0] == dict.fromkeys(CHECKS, True)             # lone surrogate in a comment
     assert marks(rows, "\\xff\\xfe")[0] == dict.fromkeys(CHECKS, True)    # non-UTF-8 file name, escaped
     students = {r["student"] for r in rows}
-    assert students == {*CHEATS, *DAMAGE, "alice", "zoe", "sam", "\\xff\\xfe", "eve", "fifo"}
+    assert students == {*CHEATS, *DAMAGE, "alice", "zoe", "sam", "\\xff\\xfe", "eve", "fifo", "classy"}
     text = (out / "results.md").read_text(encoding="utf-8")
     assert "| \\xff\\xfe | 03_attention | 3/3 |" in text and text.rstrip().endswith("notebooks.")
     assert f"{sum(r['passed'] == 'True' for r in rows)} of {len(rows)} checks passed" in text
