@@ -6,11 +6,11 @@ Every notebook is read once, before any student code runs (links and non-regular
 hand-in then runs in a process of its own, on a private copy in its own temporary folder, with a pristine,
 verified copy of ``ptlm_course`` to import and a time limit for the whole notebook. After its cells have run,
 the grader runs the **pristine** checks of the generated exercise (``exercises/NN_topic.ipynb``) in its *own*
-process: each call of a student's function is sent to the hand-in's process, and only the values it returns
-come back (tensors and plain Python values, loaded with ``torch.load(weights_only=True)``), so nothing the
-notebook patches (torch, json, builtins, import hooks, IPython) can reach the verdict. Checks of classes run
-in the hand-in's process (see docs/instructors.md for exactly what is and is not guaranteed). When the hand-in
-ends, every process it started is killed.
+process: each call of a student's function or class is sent to the hand-in's process, and only data comes
+back (tensors and plain Python values, loaded with ``torch.load(weights_only=True)``; a module as its
+structure and weights, rebuilt here as a stand-in whose ``forward`` runs there), so nothing the notebook
+patches (torch, json, builtins, import hooks, IPython) can reach the verdict. When the hand-in ends, every
+process it started is killed. docs/instructors.md says exactly what is and is not guaranteed.
 
 Isolation: as root with util-linux (``unshare``, ``setpriv``), each hand-in runs as an unused uid in its own
 mount, PID and network namespaces, where the submissions and the output folder are hidden and ``/tmp`` is its
