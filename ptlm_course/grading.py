@@ -345,9 +345,12 @@ def detect_isolation(requested: str = "auto") -> Isolation:
     elif None in tools:
         reason = "unshare/setpriv (util-linux) are not installed"
     else:
+        uid = _unused_uid()
         probe = subprocess.run([tools[0], "--mount", "--pid", "--fork", "--net", "--mount-proc", "--kill-child",
+                                tools[1], f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
                                 "true"], capture_output=True)
-        reason = "" if probe.returncode == 0 else f"unshare failed ({clean(probe.stderr.decode(errors='replace')).strip()})"
+        reason = "" if probe.returncode == 0 else (
+            f"unshare/setpriv failed ({clean(probe.stderr.decode(errors='replace')).strip()})")
     if not reason:
         return Isolation("os")
     if requested == "os":
@@ -521,11 +524,21 @@ MAX_MESSAGE_BYTES = 256 * 2**20
 
 
 def _unused_uid() -> int:
-    """A uid with no account and no process: files it can write are only those the grader gives it."""
+    """A uid with no account and no process: files it can write are only those the grader gives it.
+    Chosen among the uids this (maybe containerised) root can switch to, above the usual accounts."""
     import pwd
 
+    ranges = [(0, 2**32 - 1)]
+    try:
+        rows = [line.split() for line in Path("/proc/self/uid_map").read_text().splitlines()]
+        ranges = [(int(r[0]), int(r[0]) + int(r[2])) for r in rows if len(r) == 3] or ranges
+    except OSError:
+        pass
+    low, high = max(ranges, key=lambda r: r[1] - r[0])
+    low = max(low, min(200_000, (low + high) // 2), 1)
+    high = min(high, low + 1_000_000_000)
     while True:
-        uid = 200_000 + secrets.randbelow(1_000_000_000)
+        uid = low + secrets.randbelow(max(1, high - low))
         try:
             pwd.getpwuid(uid)
         except KeyError:
@@ -621,7 +634,8 @@ def _apply_state(module, state, flags: bool = False) -> None:
     for name, values in (state.get("flags") or {}).items() if flags else ():
         if name in modules and isinstance(values, dict):
             for key, value in values.items():
-                if isinstance(key, str) and key.isidentifier() and not hasattr(type(modules[name]), key):
+                if (isinstance(key, str) and key.isidentifier() and not key.startswith("_")
+                        and not hasattr(type(modules[name]), key) and type(value) in (bool, int, float, str)):
                     setattr(modules[name], key, value)
 
 
@@ -874,7 +888,8 @@ class Session:
             node = nodes.get(name)
             if isinstance(node, remote_module) and isinstance(values, dict):
                 for key, value in values.items():
-                    if isinstance(key, str) and key.isidentifier() and not hasattr(remote_module, key):
+                    if (isinstance(key, str) and key.isidentifier() and not key.startswith("_")
+                            and not hasattr(remote_module, key) and type(value) in (bool, int, float, str)):
                         node.__dict__[key] = value
         if isinstance(root, remote_module):
             self.modules[oid] = root

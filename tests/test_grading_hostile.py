@@ -372,3 +372,42 @@ def test_checks_of_classes_decided_in_the_grader_agree_with_the_check_tests(tmp_
             assert outcome["passed"], (name, check, outcome)
         else:
             assert not outcome["passed"] and re.search(message, outcome["message"]), (name, check, message, outcome)
+
+
+def test_isolation_falls_back_to_processes_and_says_why(monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    chosen = grading.detect_isolation("auto")
+    assert chosen.mode == "process" and "not running as root" in chosen.reason
+    with pytest.raises(RuntimeError, match="--isolation os is not available: the grader is not running as root"):
+        grading.detect_isolation("os")
+    assert grading.detect_isolation("process").mode == "process"
+
+
+def test_os_isolation_hides_the_named_folders_and_drops_privileges(tmp_path):
+    """A folder outside /tmp (here inside the repository) that the hand-in could otherwise read is empty for
+    it, and the hand-in runs as an unprivileged uid that cannot write the repository."""
+    if not os_isolation_available():
+        pytest.skip("OS isolation needs root and util-linux (unshare, setpriv)")
+    secret = ROOT / "tests" / f".grading-probe-{os.getpid()}"
+    secret.mkdir(mode=0o755)
+    try:
+        (secret / "classmate.ipynb").write_text("{}")
+        os.chmod(secret / "classmate.ipynb", 0o644)
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+            "import os\ndef probe(folder, target):\n    try:\n        open(target, 'a').close()\n"
+            "        wrote = True\n    except OSError:\n        wrote = False\n"
+            "    return os.listdir(folder), os.getuid(), wrote")])
+        exercise = grading.Exercise.load(ROOT / "exercises" / f"{NAME}.ipynb")
+        exercise.checks = []
+        sandbox = grading.Sandbox(grading.detect_isolation("os"), tmp_path, grading.package_snapshot(), [secret])
+        try:
+            run = grading.run_submission(nb, exercise, 60, sandbox)
+            assert run.errors == [] and run.stopped is None
+            session = grading.Session(sandbox, time.monotonic() + 60)
+            listed, uid, wrote = session.call({"name": "probe"}, [str(secret), str(VALIDATION)], {})
+        finally:
+            sandbox.stop()
+        assert listed == [] and uid not in (0, os.getuid()) and wrote is False
+        assert sorted(p.name for p in tmp_path.iterdir()) == []            # its private folder is gone
+    finally:
+        shutil.rmtree(secret)
