@@ -79,7 +79,8 @@ def plain(x, depth: int = 0, other=None):
 
 BUILT_IN = {   # torch.nn layers the grader rebuilds as the real class: name -> their constructor's arguments
     "Linear": lambda m: [m.in_features, m.out_features, m.bias is not None],
-    "LayerNorm": lambda m: [list(m.normalized_shape), m.eps, m.elementwise_affine, getattr(m, "bias", None) is not None],
+    "LayerNorm": lambda m: [list(m.normalized_shape), m.eps, m.elementwise_affine,
+                            getattr(m, "bias", None) is not None],
     "Embedding": lambda m: [m.num_embeddings, m.embedding_dim, m.padding_idx],
     "Dropout": lambda m: [m.p],
     "ReLU": lambda m: [], "GELU": lambda m: [m.approximate], "Tanh": lambda m: [], "Identity": lambda m: [],

@@ -380,6 +380,8 @@ def _processes_of(uid: int) -> list[int]:
             except OSError:
                 continue
             uids = re.search(r"^Uid:\s+(\d+)\s+(\d+)", status, re.M)
+            if re.search(r"^State:\s+Z", status, re.M):
+                continue                                   # already dead, waiting to be reaped
             if uids and uid in (int(uids.group(1)), int(uids.group(2))):
                 found.append(int(entry))
     return found
@@ -944,14 +946,6 @@ def check_in_grader(check: CheckCell, exercise: Exercise, session: Session) -> d
         return {"passed": False, "message": error.message}
     except Exception as error:                        # noqa: BLE001 - the check itself broke: a failure
         return {"passed": False, "message": f"the check could not run: {type(error).__name__}: {error}"}
-
-
-def _error_text(cell) -> str | None:
-    for output in cell.get("outputs", []):
-        if output.get("output_type") == "error":
-            value = output.get("evalue", "")
-            return f"{output.get('ename', 'Error')}: {value}" if value else output.get("ename", "Error")
-    return None
 
 
 def run_submission(nb, exercise: Exercise, timeout: float, sandbox: Sandbox) -> Run:

@@ -93,7 +93,8 @@ globals().update(__builtins__=fake)''',
 def detached(marker: str, out: Path) -> str:
     """A process that detaches twice and keeps trying to add a passing row to the results."""
     script = (f"import os, time\nif os.fork(): os._exit(0)\nos.setsid()\n# {marker}\n"
-              f"while True:\n    try:\n        open({str(out)!r}, 'a').write('mallory,{NAME},check_attention,True,x\\n')\n"
+              f"while True:\n    try:\n"
+              f"        open({str(out)!r}, 'a').write('mallory,{NAME},check_attention,True,x\\n')\n"
               f"    except OSError:\n        pass\n    time.sleep(0.05)\n")
     return (f"import subprocess, sys\nsubprocess.Popen([sys.executable, '-c', {script!r}, {marker!r}], "
             "start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)")
@@ -136,8 +137,8 @@ def run_batch(tmp: Path, isolation: str):
     save(wrong(f"import os\nos.symlink({str(victim)!r}, {str(out / 'results.csv')!r})\n"
                f"os.symlink({str(victim)!r}, {str(out / 'results.md')!r})"), subs, "linker")
     save(wrong(detached(marker, out / "results.csv")), subs, "mallory")
-    save(wrong(write_over(VALIDATION, VALIDATION.read_text() + "\nimport torch\ntorch.allclose = lambda *a, **k: True\n")),
-         subs, "vera")
+    poisoned = VALIDATION.read_text() + "\nimport torch\ntorch.allclose = lambda *a, **k: True\n"
+    save(wrong(write_over(VALIDATION, poisoned)), subs, "vera")
     if isolation == "os":                                       # a classmate's notebook is out of reach
         save(wrong("import json\nnb = json.load(open(%r))\nfor cell in nb['cells']:\n"
                    "    source = ''.join(cell['source'])\n"
