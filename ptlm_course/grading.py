@@ -346,9 +346,9 @@ def detect_isolation(requested: str = "auto") -> Isolation:
         reason = "unshare/setpriv (util-linux) are not installed"
     else:
         uid = _unused_uid()
-        probe = subprocess.run([tools[0], "--mount", "--pid", "--fork", "--net", "--mount-proc", "--kill-child",
-                                tools[1], f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
-                                "true"], capture_output=True)
+        probe = subprocess.run([tools[0], "--mount", "--pid", "--fork", "--net", "--ipc", "--uts", "--mount-proc",
+                                "--kill-child", tools[1], f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+                                "--no-new-privs", "true"], capture_output=True)
         reason = "" if probe.returncode == 0 else (
             f"unshare/setpriv failed ({clean(probe.stderr.decode(errors='replace')).strip()})")
     if not reason:
@@ -438,8 +438,9 @@ class Sandbox:
         fds = [to_runner, from_child]
         if isolation.mode == "os":
             hide = [str(h) for h in hidden]
-            command = ["unshare", "--mount", "--pid", "--fork", "--net", "--mount-proc", "--kill-child", "sh", "-c",
-                       _OS_SCRIPT, "sh", str(self.folder), str(self.uid), *hide, "--", *runner]
+            command = ["unshare", "--mount", "--pid", "--fork", "--net", "--ipc", "--uts", "--mount-proc",
+                       "--kill-child", "sh", "-c", _OS_SCRIPT, "sh", str(self.folder), str(self.uid), *hide, "--",
+                       *runner]
             cwd, self.control = "/", None
         else:
             control_read, self.control = os.pipe()
