@@ -339,11 +339,11 @@ def detect_isolation(requested: str = "auto") -> Isolation:
     """OS isolation when the grader runs as root with ``unshare`` and ``setpriv`` (util-linux), else processes."""
     if requested == "process":
         return Isolation("process", "--isolation process")
-    tools = [shutil.which("unshare"), shutil.which("setpriv")]
+    tools = [shutil.which("unshare"), shutil.which("setpriv"), shutil.which("prlimit")]
     if os.geteuid() != 0:
         reason = "the grader is not running as root, so it cannot switch hand-ins to an unprivileged user"
     elif None in tools:
-        reason = "unshare/setpriv (util-linux) are not installed"
+        reason = "unshare, setpriv or prlimit (util-linux) is not installed"
     else:
         uid = _unused_uid()
         probe = subprocess.run([tools[0], "--mount", "--pid", "--fork", "--net", "--ipc", "--uts", "--mount-proc",
@@ -367,7 +367,8 @@ while [ "$1" != "--" ]; do mount -t tmpfs -o size=64k,mode=0755 ptlm-hidden "$1"
 for d in /var/tmp /dev/shm /run/lock; do [ -d "$d" ] && mount -t tmpfs -o size=64m,mode=1777 ptlm-scratch "$d"; done
 mount --bind "$P" /tmp
 cd /tmp
-exec setpriv --reuid="$U" --regid="$U" --clear-groups --no-new-privs --inh-caps=-all --bounding-set=-all -- "$@"
+exec prlimit --nproc=512:512 -- \
+    setpriv --reuid="$U" --regid="$U" --clear-groups --no-new-privs --inh-caps=-all --bounding-set=-all -- "$@"
 """
 
 

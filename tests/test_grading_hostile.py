@@ -386,7 +386,8 @@ def test_isolation_falls_back_to_processes_and_says_why(monkeypatch):
 
 def test_os_isolation_hides_the_named_folders_and_drops_privileges(tmp_path):
     """A folder outside /tmp (here inside the repository) that the hand-in could otherwise read is empty for
-    it, and the hand-in runs as an unprivileged uid that cannot write the repository."""
+    it, and the hand-in runs as an unprivileged uid that cannot write the repository nor start more than 512
+    processes."""
     if not os_isolation_available():
         pytest.skip("OS isolation needs root and util-linux (unshare, setpriv)")
     secret = ROOT / "tests" / f".grading-probe-{os.getpid()}"
@@ -397,7 +398,8 @@ def test_os_isolation_hides_the_named_folders_and_drops_privileges(tmp_path):
         nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
             "import os\ndef probe(folder, target):\n    try:\n        open(target, 'a').close()\n"
             "        wrote = True\n    except OSError:\n        wrote = False\n"
-            "    return os.listdir(folder), os.getuid(), wrote")])
+            "    import resource\n"
+            "    return os.listdir(folder), os.getuid(), wrote, resource.getrlimit(resource.RLIMIT_NPROC)")])
         exercise = grading.Exercise.load(ROOT / "exercises" / f"{NAME}.ipynb")
         exercise.checks = []
         sandbox = grading.Sandbox(grading.detect_isolation("os"), tmp_path, grading.package_snapshot(), [secret])
@@ -405,10 +407,11 @@ def test_os_isolation_hides_the_named_folders_and_drops_privileges(tmp_path):
             run = grading.run_submission(nb, exercise, 60, sandbox)
             assert run.errors == [] and run.stopped is None
             session = grading.Session(sandbox, time.monotonic() + 60)
-            listed, uid, wrote = session.call({"name": "probe"}, [str(secret), str(VALIDATION)], {})
+            listed, uid, wrote, nproc = session.call({"name": "probe"}, [str(secret), str(VALIDATION)], {})
         finally:
             sandbox.stop()
         assert listed == [] and uid not in (0, os.getuid()) and wrote is False
+        assert nproc == (512, 512)                                        # no fork bomb
         assert sorted(p.name for p in tmp_path.iterdir()) == []            # its private folder is gone
     finally:
         shutil.rmtree(secret)
