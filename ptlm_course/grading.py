@@ -40,6 +40,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -451,11 +452,21 @@ class Sandbox:
             fds.append(control_read)
             cwd = str(self.folder)
         self.process = subprocess.Popen(command, cwd=cwd, env=env, pass_fds=fds, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                         start_new_session=True)
+        self.stderr = bytearray()                     # its last 2 KB, to explain a sandbox that fails to start
+        threading.Thread(target=self._drain, daemon=True).start()
         for fd in fds:
             os.close(fd)
         os.set_blocking(self.to_runner, False)
+
+    def _drain(self) -> None:
+        for chunk in iter(lambda: self.process.stderr.read1(4096), b""):
+            self.stderr[:] = (self.stderr + chunk)[-2048:]
+
+    def last_error(self) -> str:
+        lines = bytes(self.stderr).decode("utf-8", "replace").strip().splitlines()
+        return _short(" ".join(line.strip() for line in lines[-2:])) if lines else "no message"
 
     # -- talking to the runner --------------------------------------------------------------------------
     def send(self, obj, deadline: float) -> None:
@@ -978,7 +989,8 @@ def run_submission(nb, exercise: Exercise, timeout: float, sandbox: Sandbox) -> 
     except Stopped as stop:
         reason = str(stop)
         if where == "start-up":
-            run.stopped = "stopped: the notebook's process could not start (see the grader's set-up)"
+            time.sleep(0.2)                           # let its last words arrive
+            run.stopped = f"stopped: the notebook's process could not start ({sandbox.last_error()})"
         elif reason == "time":
             run.stopped = f"stopped: the notebook ran past its {timeout:g} s time limit in {where} (an endless loop?)"
         elif reason == "died":

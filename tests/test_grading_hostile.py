@@ -415,3 +415,17 @@ def test_os_isolation_hides_the_named_folders_and_drops_privileges(tmp_path):
         assert sorted(p.name for p in tmp_path.iterdir()) == []            # its private folder is gone
     finally:
         shutil.rmtree(secret)
+
+
+def test_a_sandbox_that_cannot_start_says_why(tmp_path):
+    if not os_isolation_available():
+        pytest.skip("OS isolation needs root and util-linux (unshare, setpriv)")
+    exercise = grading.Exercise.load(ROOT / "exercises" / f"{NAME}.ipynb")
+    sandbox = grading.Sandbox(grading.detect_isolation("os"), tmp_path, grading.package_snapshot(),
+                              [tmp_path / "no-such-folder"])
+    try:
+        run = grading.run_submission(nbformat.v4.new_notebook(), exercise, 10, sandbox)
+    finally:
+        sandbox.stop()
+    assert run.stopped.startswith("stopped: the notebook's process could not start (mount: ")
+    assert "no-such-folder" in run.stopped
