@@ -33,6 +33,7 @@ import pickle
 import re
 import secrets
 import select
+import shlex
 import shutil
 import signal
 import stat
@@ -336,27 +337,71 @@ class Isolation:
     reason: str = ""
 
 
+NAMESPACES = ["--mount", "--pid", "--fork", "--net", "--ipc", "--uts", "--mount-proc", "--kill-child"]
+
+
 def detect_isolation(requested: str = "auto") -> Isolation:
-    """OS isolation when the grader runs as root with ``unshare`` and ``setpriv`` (util-linux), else processes."""
+    """The strongest isolation this machine offers: ``os`` as root with util-linux (``unshare``, ``setpriv``,
+    ``prlimit``), else ``userns`` where unprivileged user namespaces work, else ``process``."""
     if requested == "process":
         return Isolation("process", "--isolation process")
+    reasons = {}
     tools = [shutil.which("unshare"), shutil.which("setpriv"), shutil.which("prlimit")]
-    if os.geteuid() != 0:
-        reason = "the grader is not running as root, so it cannot switch hand-ins to an unprivileged user"
-    elif None in tools:
-        reason = "unshare, setpriv or prlimit (util-linux) is not installed"
+    if None in tools:
+        reasons["os"] = reasons["userns"] = "unshare, setpriv or prlimit (util-linux) is not installed"
     else:
-        uid = _unused_uid()
-        probe = subprocess.run([tools[0], "--mount", "--pid", "--fork", "--net", "--ipc", "--uts", "--mount-proc",
-                                "--kill-child", tools[1], f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
-                                "--no-new-privs", "true"], capture_output=True)
-        reason = "" if probe.returncode == 0 else (
-            f"unshare/setpriv failed ({clean(probe.stderr.decode(errors='replace')).strip()})")
-    if not reason:
-        return Isolation("os")
-    if requested == "os":
-        raise RuntimeError(f"--isolation os is not available: {reason}.")
-    return Isolation("process", reason)
+        if os.geteuid() != 0:
+            reasons["os"] = "the grader is not running as root, so it cannot switch hand-ins to an unprivileged user"
+        elif requested in ("auto", "os"):
+            uid = _unused_uid()
+            probe = subprocess.run([tools[0], *NAMESPACES, tools[1], f"--reuid={uid}", f"--regid={uid}",
+                                    "--clear-groups", "--no-new-privs", "true"], capture_output=True)
+            if probe.returncode != 0:
+                reasons["os"] = f"unshare/setpriv failed ({clean(probe.stderr.decode(errors='replace')).strip()})"
+        if requested == "userns" or requested == "auto" and "os" in reasons:
+            reasons["userns"] = _probe_userns()
+    for mode in ("os", "userns"):
+        if requested in ("auto", mode) and not reasons.get(mode):
+            return Isolation(mode)
+    if requested in ("os", "userns"):
+        raise RuntimeError(f"--isolation {requested} is not available: {reasons[requested]}.")
+    return Isolation("process", "; ".join(f"{mode}: {reason}" for mode, reason in reasons.items()))
+
+
+def _probe_userns() -> str:
+    """'' when a user namespace can hide folders and make everything else read-only here, else why not.
+    The probe tries to write a folder you can write outside (the current folder or your home)."""
+    name = f".ptlm-grade-probe-{secrets.token_hex(6)}"
+    targets = [p / name for p in (Path.cwd(), Path.home())
+               if os.access(p, os.W_OK) and Path(tempfile.gettempdir()) not in [p, *p.parents]]
+    writes = " && ".join(f"! (echo > {shlex.quote(str(t))}) 2>/dev/null" for t in targets) or "true"
+    root_read_only = "awk '$5 == \"/\" && $6 !~ /^ro/ { exit 1 }' /proc/self/mountinfo"
+    with tempfile.TemporaryDirectory(prefix="ptlm-grade-probe-") as private:
+        probe = subprocess.run(["unshare", "--user", "--map-root-user", *NAMESPACES, "sh", "-c", _USERNS_SCRIPT,
+                                "sh", private, "--", "sh", "-c", f"echo > /tmp/inside && {writes} && {root_read_only}"],
+                               capture_output=True)
+        written = [t for t in targets if t.exists()]
+        for t in written:
+            t.unlink()
+        if probe.returncode != 0 or written or not (Path(private) / "inside").exists():
+            return f"user namespaces do not isolate here ({clean(probe.stderr.decode(errors='replace')).strip()})"
+    return ""
+
+
+# The same without root, in a user namespace (the hand-in keeps the grader's uid): every mount is made
+# read-only, so the hand-in can write only its private folder (its /tmp) and private scratch space, and it
+# runs without capabilities, so it cannot undo any of it.
+_USERNS_SCRIPT = r"""set -e
+P="$1"; shift
+mount --bind "$P" "$P"
+while [ "$1" != "--" ]; do mount -t tmpfs -o size=16k,mode=0755,ro ptlm-hidden "$1"; shift; done; shift
+awk '{ split($0, parts, " - "); split(parts[2], fs, " "); if (fs[2] !~ /^ptlm-/) print $5 }' /proc/self/mountinfo |
+  sort -r | while read -r point; do [ "$point" = "$P" ] || mount -o remount,bind,ro "$point" 2>/dev/null || true; done
+mount --bind "$P" /tmp
+for d in /var/tmp /dev/shm /run/lock; do [ -d "$d" ] && mount -t tmpfs -o size=64m,mode=1777 ptlm-scratch "$d"; done
+cd /tmp
+exec setpriv --inh-caps=-all --bounding-set=-all --no-new-privs -- "$@"
+"""
 
 
 # Mounts made in the hand-in's own mount namespace, as root, before switching to the unprivileged uid:
@@ -423,7 +468,7 @@ class Sandbox:
         self.folder = staging / f"hand-in-{self.token}"
         self.folder.mkdir(mode=0o700)
         self.uid = _unused_uid() if isolation.mode == "os" else None
-        root = "/tmp" if isolation.mode == "os" else str(self.folder)       # the folder as the hand-in sees it
+        root = str(self.folder) if isolation.mode == "process" else "/tmp"   # the folder as the hand-in sees it
         self.package_file = f"{root}/.ptlm-package/ptlm_course/__init__.py"
         _write_package(self.folder / ".ptlm-package", package)
         if self.uid is not None:
@@ -443,6 +488,10 @@ class Sandbox:
             command = ["unshare", "--mount", "--pid", "--fork", "--net", "--ipc", "--uts", "--mount-proc",
                        "--kill-child", "sh", "-c", _OS_SCRIPT, "sh", str(self.folder), str(self.uid), *hide, "--",
                        *runner]
+            cwd, self.control = "/", None
+        elif isolation.mode == "userns":
+            command = ["unshare", "--user", "--map-root-user", *NAMESPACES, "sh", "-c", _USERNS_SCRIPT, "sh",
+                       str(self.folder), *[str(h) for h in hidden], "--", *runner]
             cwd, self.control = "/", None
         else:
             control_read, self.control = os.pipe()
@@ -1184,7 +1233,7 @@ def grade(paths, exercises_dir: Path, timeout: float = 120, progress=print, isol
     staging = Path(tempfile.mkdtemp(prefix="ptlm-grade-"))
     try:
         batch = Batch(exercises, timeout, chosen, staging, package_snapshot(),
-                      _hidden_folders(paths, out and out.parent, keep) if chosen.mode == "os" else [],
+                      _hidden_folders(paths, out and out.parent, keep) if chosen.mode != "process" else [],
                       [package_dir, Path(exercises_dir).resolve()],
                       {s.path: s.data for s in submissions if s.data is not None},
                       [] if out is None else [out.parent.resolve() / out.name,
@@ -1288,9 +1337,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="results.csv", help="CSV to write (default results.csv); the summary "
                                                               "goes next to it with the suffix .md")
     parser.add_argument("--exercises", default=None, help="folder of pristine exercises (default ./exercises)")
-    parser.add_argument("--isolation", choices=["auto", "os", "process"], default="auto",
-                        help="os: namespaces and an unused uid (needs root and util-linux); process: a private "
-                             "folder and a process reaper only; auto (default): os when available")
+    parser.add_argument("--isolation", choices=["auto", "os", "userns", "process"], default="auto",
+                        help="os: namespaces and an unused uid (needs root and util-linux); userns: namespaces "
+                             "and a read-only file system as your user (needs unprivileged user namespaces); "
+                             "process: a private folder and a process reaper only; auto (default): the first "
+                             "that works")
     args = parser.parse_args(argv)
     if args.timeout <= 0:
         parser.error(f"--timeout should be a positive number of seconds, but got {args.timeout:g}")

@@ -91,13 +91,11 @@ globals().update(__builtins__=fake)''',
 
 
 def detached(marker: str, out: Path) -> str:
-    """A process that detaches twice and keeps trying to add a passing row to the results."""
-    script = (f"import os, time\nif os.fork(): os._exit(0)\nos.setsid()\n# {marker}\n"
-              f"while True:\n    try:\n"
-              f"        open({str(out)!r}, 'a').write('mallory,{NAME},check_attention,True,x\\n')\n"
-              f"    except OSError:\n        pass\n    time.sleep(0.05)\n")
-    return (f"import subprocess, sys\nsubprocess.Popen([sys.executable, '-c', {script!r}, {marker!r}], "
-            "start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)")
+    """A shell that detaches twice and keeps trying to add a passing row to the results."""
+    loop = f"while :; do echo 'mallory,{NAME},check_attention,True,x' >> {out}; sleep 0.05; done"
+    return (f"import subprocess\nsubprocess.Popen(['/bin/sh', '-c', {('(' + loop + ') 2>/dev/null &')!r}, "
+            f"{marker!r}], start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, "
+            "stderr=subprocess.DEVNULL)")
 
 
 def write_over(path: Path, text: str = "{}") -> str:
@@ -247,6 +245,7 @@ def test_links_and_special_files_are_refused(process_batch):
 def test_process_mode_puts_back_what_a_hand_in_changes(process_batch):
     rows, changed, left, out = process_batch
     assert changed == [] and left == []         # classmates' notebooks, the exercises, the package, "solutions"
+    assert "cell 4:" not in marks(rows, "mallory")[1]                       # her detached shell did start
     assert "changed files outside its folder (validation.py)" in marks(rows, "vera")[1]
     assert "changed files outside its folder" in marks(rows, "aaron")[1]
     assert "changed files outside its folder (results.csv, results.md)" in marks(rows, "linker")[1]
@@ -257,6 +256,7 @@ def test_process_mode_puts_back_what_a_hand_in_changes(process_batch):
 def test_os_isolation_changes_nothing_outside_the_output_folder(os_batch):
     rows, changed, left, out = os_batch
     assert changed == [] and left == []
+    assert "cell 4:" not in marks(rows, "mallory")[1]                       # her detached shell did start
     for student in ["copycat", *DAMAGE]:                       # copycat could not read alice's notebook
         passed, message = marks(rows, student)
         assert list(passed) == CHECKS and not any(passed.values()), (student, message)
@@ -375,44 +375,63 @@ def test_checks_of_classes_decided_in_the_grader_agree_with_the_check_tests(tmp_
             assert not outcome["passed"] and re.search(message, outcome["message"]), (name, check, message, outcome)
 
 
-def test_isolation_falls_back_to_processes_and_says_why(monkeypatch):
+def test_isolation_without_root_falls_back_and_says_why(monkeypatch):
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     chosen = grading.detect_isolation("auto")
-    assert chosen.mode == "process" and "not running as root" in chosen.reason
+    assert chosen.mode in ("userns", "process")
+    assert chosen.mode == "userns" or "os: the grader is not running as root" in chosen.reason
     with pytest.raises(RuntimeError, match="--isolation os is not available: the grader is not running as root"):
         grading.detect_isolation("os")
     assert grading.detect_isolation("process").mode == "process"
 
 
-def test_os_isolation_hides_the_named_folders_and_drops_privileges(tmp_path):
+def sandbox_modes():
+    modes = []
+    for mode in ("os", "userns"):
+        try:
+            modes.append(grading.detect_isolation(mode).mode)
+        except RuntimeError:
+            pass
+    return modes
+
+
+@pytest.mark.parametrize("mode", ["os", "userns"])
+def test_namespaces_hide_named_folders_keep_the_rest_read_only_and_end_every_process(mode, tmp_path):
     """A folder outside /tmp (here inside the repository) that the hand-in could otherwise read is empty for
-    it, and the hand-in runs as an unprivileged uid that cannot write the repository nor start more than 512
-    processes."""
-    if not os_isolation_available():
-        pytest.skip("OS isolation needs root and util-linux (unshare, setpriv)")
+    it; it cannot write the repository (os: an unprivileged uid; userns: read-only mounts) nor start more than
+    512 processes (os); a process it detaches is gone when it ends."""
+    if mode not in sandbox_modes():
+        pytest.skip(f"--isolation {mode} is not available here (os needs root; userns, user namespaces)")
     secret = ROOT / "tests" / f".grading-probe-{os.getpid()}"
     secret.mkdir(mode=0o755)
+    marker = f"ptlm-probe-{os.getpid()}-{mode}"
     try:
         (secret / "classmate.ipynb").write_text("{}")
         os.chmod(secret / "classmate.ipynb", 0o644)
         nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-            "import os\ndef probe(folder, target):\n    try:\n        open(target, 'a').close()\n"
-            "        wrote = True\n    except OSError:\n        wrote = False\n"
-            "    import resource\n"
+            "import os, resource, subprocess\ndef probe(folder, target, marker):\n"
+            "    subprocess.Popen(['/bin/sh', '-c', 'sleep 60; true', marker], start_new_session=True)\n"
+            "    try:\n        open(target, 'a').close()\n        wrote = True\n    except OSError:\n"
+            "        wrote = False\n"
             "    return os.listdir(folder), os.getuid(), wrote, resource.getrlimit(resource.RLIMIT_NPROC)")])
         exercise = grading.Exercise.load(ROOT / "exercises" / f"{NAME}.ipynb")
         exercise.checks = []
-        sandbox = grading.Sandbox(grading.detect_isolation("os"), tmp_path, grading.package_snapshot(), [secret])
+        sandbox = grading.Sandbox(grading.detect_isolation(mode), tmp_path, grading.package_snapshot(), [secret])
         try:
             run = grading.run_submission(nb, exercise, 60, sandbox)
             assert run.errors == [] and run.stopped is None
             session = grading.Session(sandbox, time.monotonic() + 60)
-            listed, uid, wrote, nproc = session.call({"name": "probe"}, [str(secret), str(VALIDATION)], {})
+            listed, uid, wrote, nproc = session.call({"name": "probe"}, [str(secret), str(VALIDATION), marker], {})
+            deadline = time.monotonic() + 5
+            while not alive(marker) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert alive(marker), (listed, uid, wrote)                        # it started, detached
         finally:
             sandbox.stop()
-        assert listed == [] and uid not in (0, os.getuid()) and wrote is False
-        assert nproc == (512, 512)                                        # no fork bomb
+        assert listed == [] and wrote is False and alive(marker) == []
         assert sorted(p.name for p in tmp_path.iterdir()) == []            # its private folder is gone
+        if mode == "os":
+            assert uid not in (0, os.getuid()) and nproc == (512, 512)
     finally:
         shutil.rmtree(secret)
 
