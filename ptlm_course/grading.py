@@ -12,10 +12,12 @@ structure and weights, rebuilt here as a stand-in whose ``forward`` runs there),
 patches (torch, json, builtins, import hooks, IPython) can reach the verdict. When the hand-in ends, every
 process it started is killed. docs/instructors.md says exactly what is and is not guaranteed.
 
-Isolation: as root with util-linux (``unshare``, ``setpriv``), each hand-in runs as an unused uid in its own
-mount, PID and network namespaces, where the submissions and the output folder are hidden and ``/tmp`` is its
-private folder (``--isolation os``). Otherwise (``--isolation process``) it runs as the grader's user under a
-subreaper that kills its descendants; files of the package and the exercises it changes are put back.
+Isolation: as root with util-linux (``unshare``, ``setpriv``, ``prlimit``), each hand-in runs as an unused uid
+in its own mount, PID, network, IPC and UTS namespaces, where the submissions and the output folder are hidden
+and ``/tmp`` is its private folder (``--isolation os``). Without root, where unprivileged user namespaces work,
+the same namespaces with every other mount read-only and no capabilities (``--isolation userns``). Otherwise
+(``--isolation process``) it runs as the grader's user under a subreaper that kills its descendants; files of
+the package, the exercises and the submissions it changes are put back.
 
 Writes ``results.csv`` (student, exercise, check, passed, message) and a readable summary (``results.md``,
 also printed), each complete or not at all, never through a link. A submission is a notebook whose file name
