@@ -30,6 +30,7 @@ import argparse
 import ast
 import csv
 import io
+import math
 import os
 import pickle
 import re
@@ -705,8 +706,9 @@ def _apply_state(module, state, flags: bool = False) -> None:
                     setattr(modules[name], key, value)
 
 
-def _built_in(kind: str, spec: list):
-    """One of the torch.nn layers the runner reported, rebuilt as the real class (sizes capped)."""
+def _built_in(kind: str, spec: list, budget: list):
+    """One of the torch.nn layers the runner reported, rebuilt as the real class. ``budget``: how many
+    more weights the stand-ins of this module may hold (a hand-in cannot make the grader allocate more)."""
     import torch.nn as nn
 
     def size(n, cap=10**6):
@@ -714,15 +716,20 @@ def _built_in(kind: str, spec: list):
             raise Stopped("garbled")
         return n
 
-    if kind == "Linear" and size(spec[0]) * size(spec[1]) <= 5 * 10**7:
+    def spend(n):
+        budget[0] -= n
+        return budget[0] >= 0
+
+    if kind == "Linear" and spend(size(spec[0]) * size(spec[1])):
         return nn.Linear(spec[0], spec[1], bias=bool(spec[2]))
-    if kind == "LayerNorm" and isinstance(spec[0], list) and len(spec[0]) <= 4:
-        shape = [size(n) for n in spec[0]]
+    if kind == "LayerNorm" and isinstance(spec[0], list) and len(spec[0]) <= 4 and spend(
+            math.prod(size(n) for n in spec[0])):
+        shape = list(spec[0])
         layer = nn.LayerNorm(shape, eps=float(spec[1]), elementwise_affine=bool(spec[2]))
         if layer.elementwise_affine and not spec[3]:
             layer.bias = None
         return layer
-    if kind == "Embedding" and size(spec[0]) * size(spec[1]) <= 5 * 10**7:
+    if kind == "Embedding" and spend(size(spec[0]) * size(spec[1])):
         return nn.Embedding(spec[0], spec[1], padding_idx=spec[2] if isinstance(spec[2], int) else None)
     if kind == "Dropout":
         return nn.Dropout(float(spec[0]))
@@ -914,7 +921,7 @@ class Session:
         if not (isinstance(oid, int) and isinstance(tree, list) and 0 < len(tree) <= 10_000):
             raise Stopped("garbled")
         remote_module = _remote_module_class()
-        nodes, given = {}, []
+        nodes, given, budget = {}, [], [5 * 10**7]
         for entry in tree:
             if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)
                     and isinstance(entry[2], list) and re.fullmatch(r"(\w+(\.\w+)*)?", entry[0])):
@@ -930,7 +937,7 @@ class Session:
             elif kind == "Module":
                 node = remote_module(self, oid, name, str(spec[0] if spec else "Module")[:80])
             else:
-                node = _built_in(str(kind), spec)
+                node = _built_in(str(kind), spec, budget)
             parent, _, leaf = name.rpartition(".")
             if name and parent not in nodes:
                 raise Stopped("garbled")
