@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .validation import describe, expect_floating, expect_positive_int, expect_tensor
+from .validation import describe, expect_floating, expect_module_dtype, expect_positive_int, expect_tensor
 
 __all__ = [
     "scaled_dot_product_attention", "causal_mask", "padding_mask",
@@ -150,6 +150,7 @@ class MultiHeadAttention(nn.Module):
         """
         expect_tensor(x, "x", 3, "(B, T, C)")
         expect_floating(x, "x")
+        expect_module_dtype(x, self, "x")
         B, T, C = x.shape
         if C != self.d_model:
             raise ValueError(f"`x` should have d_model = {self.d_model} channels (last dim), "
@@ -158,6 +159,7 @@ class MultiHeadAttention(nn.Module):
             context = x
         else:
             expect_tensor(context, "context", 3, "(B, S, C)")
+            expect_module_dtype(context, self, "context")
             if context.shape[0] != B or context.shape[2] != C:
                 raise ValueError(f"`context` should have shape (B, S, C) = ({B}, S, {C}) to match `x`, "
                                  f"but got shape {tuple(context.shape)}.")

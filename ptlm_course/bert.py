@@ -153,6 +153,9 @@ class BERT(nn.Module):
         expect_ids_in_vocab(input_ids, cfg.vocab_size, "input_ids")
         expect_tensor(input_ids, "input_ids", 2, "(B, T)")
         B, T = input_ids.shape
+        if T == 0:
+            raise ValueError(f"`input_ids` should hold at least one token per sequence (the [CLS] token), but got "
+                             f"shape {(B, T)}.")
         if T > cfg.max_position_embeddings:
             raise ValueError(f"`input_ids` should have at most max_position_embeddings = "
                              f"{cfg.max_position_embeddings} positions, but got {T} (shape {(B, T)}). "

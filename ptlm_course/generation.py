@@ -91,6 +91,8 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
     expect_floating(logits, "logits")
     if greedy:
         return logits.argmax(dim=-1, keepdim=True)                 # (B, 1)
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()        # sample in float32: a tiny temperature overflows float16 to inf/nan
     logits = apply_temperature(logits, temperature)
     if top_k is not None:
         logits = top_k_filter(logits, top_k)

@@ -399,7 +399,7 @@ def save_checkpoint(path, model: nn.Module, optimizer, scheduler, step: int, his
         "history": history.to_dict(),
         "generator": generator.get_state(),
         "rng": _rng_states(),
-        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()} if config else None,
+        "config": _config_dict(config) if config else None,
         "early_stopping": early_stopping,
     }
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -413,17 +413,55 @@ def save_checkpoint(path, model: nn.Module, optimizer, scheduler, step: int, his
     distributed.barrier()
 
 
+# Settings that do not change what a run computes: a run may resume with other values of these.
+RESUME_ANYWHERE = ("progress", "checkpoint_path", "checkpoint_every", "device")
+
+
+def _config_dict(config: TrainConfig) -> dict:
+    return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()}
+
+
+def _expect_same_config(path, saved: dict | None, config: TrainConfig) -> None:
+    """Refuse to resume a checkpoint with other settings: the run would silently keep the checkpoint's."""
+    if not isinstance(saved, dict):
+        return
+    now = _config_dict(config)
+    plain = lambda v: list(v) if isinstance(v, (list, tuple)) else v   # noqa: E731 - betas: tuple or list
+    differ = [f"{k}={saved[k]!r} in the checkpoint but {now[k]!r} now" for k in now
+              if k in saved and k not in RESUME_ANYWHERE and plain(saved[k]) != plain(now[k])]
+    if differ:
+        raise ValueError(f"Cannot resume from {str(path)!r}: it was written with a different TrainConfig "
+                         f"({'; '.join(differ)}). Resuming would keep the checkpoint's schedule and step count, not "
+                         "yours: pass the same settings to continue that run, or set another checkpoint_path (or "
+                         "delete the file) to start afresh.")
+
+
 def load_checkpoint(path, model: nn.Module | None = None, optimizer=None, scheduler=None, scaler=None,
-                    generator: torch.Generator | None = None, restore_rng: bool = False) -> dict:
+                    generator: torch.Generator | None = None, restore_rng: bool = False,
+                    config: TrainConfig | None = None) -> dict:
     """Read a checkpoint from :func:`save_checkpoint`; load it into the objects given. Returns the dict
-    (``checkpoint["step"]``, ``History.from_dict(checkpoint["history"])``, ...)."""
+    (``checkpoint["step"]``, ``History.from_dict(checkpoint["history"])``, ...). With ``config``, first check
+    that the checkpoint was written with the same settings (else ValueError naming what differs)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Expected a checkpoint file at {str(path)!r}, but there is none.")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(checkpoint, dict) or not {"model", "optimizer", "step"} <= set(checkpoint):
+    size = path.stat().st_size
+    restart = "Delete it (or set another checkpoint_path) to start afresh."
+    if size == 0:
+        raise ValueError(f"The checkpoint {str(path)!r} is empty (0 bytes): its run was probably killed while it "
+                         f"was being copied. {restart}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:                    # truncated zip, random bytes, text, another pickle, ...
+        raise ValueError(f"{str(path)!r} ({size} bytes) is not a readable checkpoint written by save_checkpoint: "
+                         f"it is truncated or another kind of file ({type(error).__name__}). {restart}") from None
+    needed = ["model", "optimizer", "step", "history"] + ["generator"] * (generator is not None) + ["rng"] * restore_rng
+    missing = [key for key in needed if not isinstance(checkpoint, dict) or key not in checkpoint]
+    if missing:
         raise ValueError(f"{str(path)!r} is not a checkpoint written by save_checkpoint (it lacks "
-                         "'model', 'optimizer' or 'step').")
+                         f"{', '.join(repr(k) for k in missing)}). {restart}")
+    if config is not None:
+        _expect_same_config(path, checkpoint.get("config"), config)
     if model is not None:
         model.load_state_dict(checkpoint["model"])
     if optimizer is not None:
@@ -532,7 +570,7 @@ def train(model: nn.Module, config: TrainConfig, get_batch: Callable, loss_fn: C
     early = _EarlyStoppingRun(config) if config.early_stopping_patience is not None else None
     if config.checkpoint_path is not None and Path(config.checkpoint_path).is_file():
         checkpoint = load_checkpoint(config.checkpoint_path, model, optimizer, scheduler, scaler, generator,
-                                     restore_rng=True)
+                                     restore_rng=True, config=config)
         history, start = History.from_dict(checkpoint["history"]), checkpoint["step"]
         if early is not None and checkpoint.get("early_stopping") is not None:
             early.load_state_dict(checkpoint["early_stopping"])

@@ -14,7 +14,8 @@ import torch
 import torch.nn as nn
 
 from .attention import MultiHeadAttention
-from .validation import describe, expect_floating, expect_positive_int, expect_size, expect_tensor
+from .validation import (describe, expect_floating, expect_module_dtype, expect_positive_int, expect_size,
+                         expect_tensor)
 
 __all__ = ["ACTIVATIONS", "make_activation", "FeedForward", "TransformerBlock"]
 
@@ -59,6 +60,7 @@ class FeedForward(nn.Module):
         """x: (..., C) -> (..., C)."""
         expect_tensor(x, "x", layout="(..., C)")
         expect_floating(x, "x")
+        expect_module_dtype(x, self, "x")
         if x.dim() == 0:
             raise ValueError("`x` should have at least one dimension (..., C), but got a 0-dimensional tensor.")
         expect_size(x, "x", -1, self.d_model, "d_model")
@@ -106,6 +108,7 @@ class TransformerBlock(nn.Module):
         """x: (B, T, C); mask: bool, True = may attend, e.g. ``padding_mask(...)`` (B, 1, 1, T). -> (B, T, C)."""
         expect_tensor(x, "x", 3, "(B, T, C)")
         expect_floating(x, "x")
+        expect_module_dtype(x, self, "x")
         expect_size(x, "x", -1, self.d_model, "d_model")
         if self.norm_first:
             x = x + self.dropout1(self._self_attention(self.ln1(x), mask, kv_cache))   # (B, T, C)

@@ -35,6 +35,16 @@ def expect_floating(x: torch.Tensor, name: str) -> torch.Tensor:
     return x
 
 
+def expect_module_dtype(x: torch.Tensor, module, name: str) -> torch.Tensor:
+    """Check that ``x`` has the dtype of ``module``'s weights (autocast, which mixes dtypes itself, is allowed)."""
+    weight = next(module.parameters(), None)
+    if weight is None or x.dtype == weight.dtype or torch.is_autocast_enabled(x.device.type):
+        return x
+    raise TypeError(f"`{name}` should have the dtype of the module's weights, {weight.dtype}, but its dtype is "
+                    f"{x.dtype}: convert the input (`{name}.to({weight.dtype})`) or the module "
+                    f"(`module.to({x.dtype})`).")
+
+
 def expect_size(x: torch.Tensor, name: str, dim: int, size: int, meaning: str) -> None:
     """Check one dimension, e.g. ``expect_size(x, "x", -1, 64, "d_model")``."""
     if x.shape[dim] != size:

@@ -4,11 +4,18 @@ It reads a BERT ``vocab.txt`` and splits text exactly like Hugging Face's ``Bert
 ``do_lower_case=True`` (tests/test_wordpiece.py compares the ids on thousands of real sentences):
 
 1. special tokens written in the text (``[CLS]``, ``[SEP]``, ``[MASK]``, ``[PAD]``, ``[UNK]``) are cut out first;
-2. normalise: drop NUL, U+FFFD and control characters, turn every whitespace into a space, put spaces
-   around CJK ideographs, strip accents (NFD, then drop combining marks) and lowercase;
+2. normalise: drop NUL, U+FFFD and control characters (categories Cc, Cf, Co, Cs; unassigned code points
+   stay and become ``[UNK]``), turn every whitespace into a space, put spaces around CJK ideographs (the
+   ranges of Hugging Face's tokenizers, whose Extension E starts at U+2B920), strip accents (NFD, then drop
+   combining marks) and lowercase;
 3. pre-tokenize: split on whitespace and make every punctuation character a word of its own;
 4. WordPiece: split each word greedily into the longest vocabulary piece from the left, continuation
    pieces carry a ``##`` prefix; a word with no split (or over 100 characters) becomes ``[UNK]``.
+
+Known differences: about 450 of the 1.1 million code points, where Python's Unicode data (14.0 for
+Python 3.11) and the tables of the Rust crates behind ``tokenizers`` disagree (marks and format characters
+added after Unicode 8.0, which Hugging Face keeps; a few newer letters it lowercases). tests/test_wordpiece.py
+bounds them.
 """
 from __future__ import annotations
 
@@ -25,9 +32,9 @@ __all__ = ["WordPieceTokenizer", "normalize", "pre_tokenize", "wordpiece_word", 
            "train_wordpiece_vocab", "ASCII_ALPHABET"]
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-_CJK_RANGES = (
+_CJK_RANGES = (     # as in Hugging Face's tokenizers (Google's BERT starts Extension E at 0x2B820 instead)
     (0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
-    (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F),
+    (0x2B740, 0x2B81F), (0x2B920, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F),
 )
 
 
@@ -37,8 +44,9 @@ def _is_cjk(c: str) -> bool:
 
 
 def _is_control(c: str) -> bool:
-    """Unicode categories C* (control, format, unassigned, private use); tab and newlines count as spaces."""
-    return c not in "\t\n\r" and unicodedata.category(c).startswith("C")
+    """Unicode categories Cc, Cf, Co, Cs (control, format, private use, surrogate), not Cn (unassigned);
+    tab and newlines count as spaces."""
+    return c not in "\t\n\r" and unicodedata.category(c) in ("Cc", "Cf", "Co", "Cs")
 
 
 def _is_punctuation(c: str) -> bool:
