@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow          # about 25 s (process mode) + 20 s (OS is
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "03_attention"
-CHECKS = ["check_attention", "check_causal_mask", "check_padding_mask"]
+CHECKS = ["check_attention", "check_causal_mask", "check_padding_mask", "check_cached_attention_step"]
 VALIDATION = Path(grading.__file__).with_name("validation.py")
 WRONG = {   # answers of the right shapes and dtypes but wrong values: any pass is a faked one
     "def attention": "def attention(q, k, v, mask=None):\n    weights = torch.zeros(*q.shape[:-1], k.shape[-2], "
@@ -69,7 +69,8 @@ class Fake(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return None
     def exec_module(self, module):
         fake = lambda fn: print("✅ all tests passed.")
-        module.__dict__.update(check_attention=fake, check_causal_mask=fake, check_padding_mask=fake)
+        module.__dict__.update(check_attention=fake, check_causal_mask=fake, check_padding_mask=fake,
+                               check_cached_attention_step=fake)
 sys.meta_path.insert(0, Fake())''',
     "input_transformer": '''import re
 def fake(lines):
@@ -216,7 +217,8 @@ def test_cheats_gain_no_marks(process_batch):
         assert list(passed) == CHECKS and not any(passed.values()), (student, message)
     assert "the weights" in marks(rows, "patch_allclose")[1]      # the grader's own comparison caught it
     passed, message = marks(rows, "classy")                       # a check of a class: decided in the grader too
-    assert passed == {"check_split_heads": True, "check_merge_heads": True, "check_multi_head_attention": False}
+    assert passed == {"check_split_heads": True, "check_merge_heads": True, "check_multi_head_attention": False,
+                      "check_cross_attention": True}           # the cross-attention task is correct
     assert "the scores are not scaled" in message
 
 
@@ -228,7 +230,7 @@ def test_every_submission_gets_complete_records(process_batch):
     students = {r["student"] for r in rows}
     assert students == {*CHEATS, *DAMAGE, "alice", "zoe", "sam", "\\xff\\xfe", "eve", "fifo", "classy"}
     text = (out / "results.md").read_text(encoding="utf-8")
-    assert "| \\xff\\xfe | 03_attention | 3/3 |" in text and text.rstrip().endswith("notebooks.")
+    assert f"| \\xff\\xfe | 03_attention | {len(CHECKS)}/{len(CHECKS)} |" in text and text.rstrip().endswith("notebooks.")
     assert f"{sum(r['passed'] == 'True' for r in rows)} of {len(rows)} checks passed" in text
 
 
