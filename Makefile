@@ -5,12 +5,11 @@ BIN    := $(VENV)/bin
 # torch first, pinned: on the course's reference machines this picks the local CPU wheel instead of
 # gigabytes of CUDA packages. Override on your laptop if you like, e.g. `make lab TORCH=torch`.
 TORCH  ?= torch==2.13.0
-ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: lab test test-browser doctor install exercises notebooks solutions clean help
 
 help:
-	@echo "make lab        create .venv, install everything, open the course in JupyterLab"
+	@echo "make lab        create .venv, install the course, open it in JupyterLab (prints a Start here URL)"
 	@echo "make test       create .venv, install everything, run every test (unit tests + notebooks)"
 	@echo "                (+ the browser tests in tests/browser when /usr/bin/chromium exists)"
 	@echo "make test-browser  only the browser tests: JupyterLab in headless Chromium, every widget"
@@ -30,8 +29,10 @@ $(VENV)/.installed: pyproject.toml tools/jupyterlab/overrides.json
 	cp tools/jupyterlab/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
 	touch $@
 
+# JupyterLab at the repository root (notebooks/, exercises/, solutions/), landing on notebook 00;
+# it prints one "Start here: <url>" line to copy (remote machine, container, WSL).
 lab: install
-	$(BIN)/jupyter lab $(ROOT_FLAG) notebooks/00_setup_and_tour.ipynb
+	$(BIN)/python tools/lab.py
 
 test: install
 	PTLM_BUDGET=small $(BIN)/python -m pytest
