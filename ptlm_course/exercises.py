@@ -6,7 +6,8 @@
 In a solution notebook the answers sit between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` lines
 (the nbgrader convention). In code cells the block becomes ``# YOUR CODE HERE`` followed by
 ``raise NotImplementedError()`` at the block's indentation; in markdown cells it becomes
-``YOUR ANSWER HERE``. Outputs, execution counts and nbval markers are removed.
+``YOUR ANSWER HERE``. Outputs, execution counts and nbval markers (tags ``nbval-*`` or the older
+``# NBVAL_...`` comments) are removed.
 """
 from __future__ import annotations
 
@@ -58,6 +59,10 @@ def make_exercise(solution: nbformat.NotebookNode, name: str = "notebook") -> nb
         cell.source, blocks = clear_solutions(cell.source, cell.cell_type, f"{name}, cell {index}")
         total += blocks
         cell.metadata = {k: v for k, v in cell.metadata.items() if k in ("tags", "editable", "deletable")}
+        tags = [t for t in cell.metadata.get("tags", []) if not t.startswith("nbval-")]
+        cell.metadata.pop("tags", None)
+        if tags:
+            cell.metadata["tags"] = tags
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
     if total == 0:

@@ -23,6 +23,7 @@ import sys
 import zlib
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 
 from .attention import causal_mask, scaled_dot_product_attention
@@ -41,6 +42,7 @@ SENTENCES = (
     "to be or not to be that is the question",
     "the king and the queen spoke to the king s son",
 )
+LABELS = {"description_width": "100px"}   # wide enough for "temperature", "top-k (0 off)": no cut labels
 MISSING = ("The attention explorer needs ipywidgets (pip install ipywidgets); "
            "the rest of the notebook works without it.")
 
@@ -63,15 +65,25 @@ def _tag(widget, kind: str) -> None:
 
 class _Displayable:
     """Shows ``self.widget`` once: a notebook cell ending in ``masking_explorer(...)`` displays the widget, not
-    the object's repr (IPython calls ``_ipython_display_`` for the returned object)."""
+    the object's repr (IPython calls ``_ipython_display_`` for the returned object).
+
+    The displayed output carries a readable plain-text alternative (``fallback_text()``), shown wherever the
+    live widget is not (a saved notebook before its cell is run, GitHub, the course website) instead of
+    ipywidgets' ``VBox(children=(HBox(...`` repr."""
     widget = None
     _shown = False
+    what = "explorer"                      # "Run this cell for the interactive <what>."
+
+    def fallback_text(self) -> str:
+        return f"Run this cell for the interactive {self.what} (it needs a running kernel)."
 
     def _ipython_display_(self) -> None:
         if not self._shown and self.widget is not None:
             from IPython.display import display
 
-            display(self.widget)
+            bundle = self.widget._repr_mimebundle_()      # the widget view, plus ipywidgets' text/plain repr
+            bundle["text/plain"] = self.fallback_text()
+            display(bundle, raw=True)
             self._shown = True
 
     def __repr__(self) -> str:
@@ -88,16 +100,17 @@ def _import_ipywidgets():
 
 class AttentionExplorer(_Displayable):
     """The explorer's controls, its output area and its current state (``weights``, ``state``)."""
+    what = "attention explorer"
 
     def __init__(self, sentences=SENTENCES):
         widgets = _import_ipywidgets()
         if widgets is None:
             raise ImportError(MISSING)
         self.sentence = widgets.Combobox(value=sentences[0], options=list(sentences), description="sentence",
-                                         ensure_option=False, layout=widgets.Layout(width="520px"))
-        self.d_k = widgets.IntSlider(value=64, min=4, max=512, step=4, description="d_k")
+                                         ensure_option=False, layout=widgets.Layout(width="520px"), style=LABELS)
+        self.d_k = widgets.IntSlider(value=64, min=4, max=512, step=4, description="d_k", style=LABELS)
         self.temperature = widgets.FloatLogSlider(value=1.0, base=10, min=-1, max=1, step=0.05,
-                                                  description="temperature")
+                                                  description="temperature", style=LABELS)
         self.scaled = widgets.Checkbox(value=True, description="divide by sqrt(d_k)")
         self.causal = widgets.Checkbox(value=False, description="causal mask")
         self.summary = widgets.HTML()
@@ -112,6 +125,7 @@ class AttentionExplorer(_Displayable):
         _tag(self.widget, "attention-explorer")
         self.weights: torch.Tensor | None = None
         self.state: dict = {}
+        self.figure = None
         self.update()
 
     def compute(self) -> tuple[list[str], torch.Tensor]:
@@ -125,19 +139,29 @@ class AttentionExplorer(_Displayable):
 
     def update(self) -> None:
         words, self.weights = self.compute()
+        T = len(words)
         top = self.weights.max(-1).values.mean().item()
+        blocked = T * (T - 1) // 2 if self.causal.value else 0           # pairs (query, later key) masked out
         self.state = {"words": words, "d_k": self.d_k.value, "temperature": self.temperature.value,
-                      "scaled": self.scaled.value, "causal": self.causal.value, "mean_top_weight": top}
-        self.summary.value = (f"{len(words)} words · average largest weight per row: <b>{top:.2f}</b> "
-                              "(1.00 = each word looks at one word only)")
-        with self.output:
-            from IPython.display import clear_output, display
-            clear_output(wait=True)
-            fig, ax = plt.subplots(figsize=(6.5, 5.5))
-            plot_attention(self.weights, words, ax=ax, annotate=False,
-                           title=f"d_k={self.d_k.value}, temperature={self.temperature.value:.2f}")
-            display(fig)
-            plt.close(fig)
+                      "scaled": self.scaled.value, "causal": self.causal.value, "mean_top_weight": top,
+                      "blocked_pairs": blocked}
+        mask_note = (f" · causal mask: {blocked} of {T * T} (query, key) pairs blocked, shown grey"
+                     if self.causal.value else "")
+        self.summary.value = (f"{T} words · average largest weight per row: <b>{top:.2f}</b> "
+                              f"(1.00 = each word looks at one word only){mask_note}")
+        fig, ax = plt.subplots(figsize=(6.5, 5.5))
+        plot_attention(self.weights, words, ax=ax, annotate=False,
+                       title=f"d_k={self.d_k.value}, temperature={self.temperature.value:.2f}"
+                             + (", causal" if self.causal.value else ""))
+        if self.causal.value:            # the mask is visible even when the weights barely change (no scaling)
+            future = torch.ones(T, T, dtype=torch.bool).triu(1).numpy()    # (T, T) True = key after query
+            overlay = np.zeros((T, T, 4))
+            overlay[future] = (0.82, 0.82, 0.82, 1.0)                         # opaque light grey
+            ax.imshow(overlay)
+            for i, j in zip(*future.nonzero()):
+                ax.text(j, i, "×", ha="center", va="center", fontsize=7, color="#777")
+        self.figure = fig
+        _draw(self.output, fig)
 
 
 def build_attention_explorer(sentences=SENTENCES) -> AttentionExplorer:
@@ -229,6 +253,7 @@ class MaskingExplorer(_Displayable):
     ``text_b``, ``chosen`` (positions), ``guesses`` ({position: [(token, probability), ...]}) and
     ``nsp_is_next_prob``. ``view`` (HTML) shows it all; ``update()`` recomputes.
     """
+    what = "masking explorer"
 
     def __init__(self, tokenizer, model=None, sentences=None, seed: int = 0, max_length: int = 64, top: int = 5):
         widgets = _require_ipywidgets("masking explorer")
@@ -437,6 +462,7 @@ class ModelAttentionExplorer(_Displayable):
     token's up to 5 largest non-zero weights, as (token, weight)). ``figure`` is the last drawn figure;
     ``update()`` redraws.
     """
+    what = "attention explorer"
 
     def __init__(self, model, tokenizer, sentences, max_tokens: int = 24):
         widgets = _require_ipywidgets("attention explorer")
@@ -557,6 +583,7 @@ class SamplingPlayground(_Displayable):
     probability after filtering)] for the most likely tokens), ``continuation`` (the generated text) and
     ``error`` (a message when the prompt cannot be encoded). ``figure`` is the last bar chart.
     """
+    what = "sampling playground"
 
     def __init__(self, model, encode, decode, prompt: str = "ROMEO:\n", length: int = 200, bars: int = 20):
         widgets = _require_ipywidgets("sampling playground")
@@ -566,15 +593,16 @@ class SamplingPlayground(_Displayable):
         self.model, self.encode, self.decode, self.bars = model, encode, decode, bars
         vocab = model.config.vocab_size
         self.prompt = widgets.Textarea(value=prompt, description="prompt", continuous_update=False,
-                                       layout=widgets.Layout(width="520px"))
+                                       layout=widgets.Layout(width="520px"), style=LABELS)
         self.temperature = widgets.FloatSlider(value=1.0, min=0.1, max=2.0, step=0.05, description="temperature",
-                                               continuous_update=False)
-        self.top_k = widgets.IntSlider(value=0, min=0, max=vocab, description="top-k (0 off)", continuous_update=False)
+                                               continuous_update=False, style=LABELS)
+        self.top_k = widgets.IntSlider(value=0, min=0, max=vocab, description="top-k (0 off)", continuous_update=False,
+                                       style=LABELS)
         self.top_p = widgets.FloatSlider(value=1.0, min=0.05, max=1.0, step=0.05, description="top-p (1 off)",
-                                         continuous_update=False)
+                                         continuous_update=False, style=LABELS)
         self.length = widgets.IntSlider(value=length, min=10, max=600, step=10, description="new tokens",
-                                        continuous_update=False)
-        self.seed = widgets.IntText(value=0, description="seed", layout=widgets.Layout(width="180px"))
+                                        continuous_update=False, style=LABELS)
+        self.seed = widgets.IntText(value=0, description="seed", layout=widgets.Layout(width="220px"), style=LABELS)
         self.generate = widgets.Button(description="Generate again", button_style="primary",
                                        tooltip="draw a new sample (next seed)")
         self.generate.on_click(lambda _button: setattr(self.seed, "value", self.seed.value + 1))
@@ -704,6 +732,7 @@ class TrainingDashboard(_Displayable):
     ``mode``: ``"auto"``, ``"widget"`` or ``"text"``. ``state`` holds ``mode``, ``step``, ``draws``, ``loss`` and
     ``val_loss`` (the latest); ``figure`` is the last plot (widget mode); ``lines`` the printed lines (text mode).
     """
+    what = "training dashboard (a live loss plot)"
 
     def __init__(self, total_steps: int | None = None, every: int | None = None, mode: str = "auto",
                  title: str = "training"):

@@ -26,7 +26,8 @@ def normalise(requirement: str) -> tuple[str, str]:
 
 def pyproject_requirements() -> dict[str, str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    requirements = project["dependencies"] + project["optional-dependencies"]["dev"]
+    extras = project["optional-dependencies"]
+    requirements = project["dependencies"] + extras["dev"] + extras["book"]
     return dict(normalise(r) for r in requirements)
 
 

@@ -60,7 +60,7 @@ def test_solution_checks_are_guarded_and_pass(path):
     checks = [c for c in nb.cells if is_check_cell(c)]
     assert checks, f"{path.name} has no check cell"
     for cell in checks:
-        assert cell.source.startswith("# NBVAL_CHECK_OUTPUT"), f"check cell not guarded by nbval:\n{cell.source}"
+        assert "nbval-check-output" in cell.metadata.get("tags", []), f"check cell not guarded by nbval:\n{cell.source}"
         text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
         assert "✅" in text, f"{path.name}: stored output of a check cell does not show a pass:\n{cell.source}"
 

@@ -343,13 +343,66 @@ def test_part2_widgets_without_ipywidgets(monkeypatch, capsys, wordpiece, char_g
 def test_widgets_display_once(monkeypatch, wordpiece):
     shown = []
     import IPython.display
-    monkeypatch.setattr(IPython.display, "display", lambda *objects: shown.extend(objects))
+    monkeypatch.setattr(IPython.display, "display", lambda *objects, raw=False: shown.extend(objects))
+
+    def model_ids():
+        return [bundle["application/vnd.jupyter.widget-view+json"]["model_id"] for bundle in shown]
+
     explorer = widgets.masking_explorer(wordpiece)             # shows the widget and returns the explorer
-    assert shown == [explorer.widget]
+    assert model_ids() == [explorer.widget.model_id]
     explorer._ipython_display_()                               # a cell ending in masking_explorer(...)
-    assert shown == [explorer.widget]
+    assert model_ids() == [explorer.widget.model_id]
     built = widgets.build_masking_explorer(wordpiece)          # built, not shown: displaying it shows it once
     built._ipython_display_()
     built._ipython_display_()
-    assert shown == [explorer.widget, built.widget]
+    assert model_ids() == [explorer.widget.model_id, built.widget.model_id]
     assert repr(built).startswith("<MaskingExplorer: chosen, guesses")
+
+
+def test_saved_widget_outputs_read_as_a_sentence_not_a_repr(monkeypatch):
+    """Where the live widget is not shown (a saved notebook, GitHub, the website) its text/plain is."""
+    shown = []
+    import IPython.display
+    monkeypatch.setattr(IPython.display, "display", lambda *objects, raw=False: shown.append((objects, raw)))
+    widgets.attention_explorer()
+    [((bundle,), raw)] = [(objects, raw) for objects, raw in shown if raw]   # not the plot inside the widget
+    assert raw and set(bundle) == {"application/vnd.jupyter.widget-view+json", "text/plain"}
+    assert bundle["text/plain"] == ("Run this cell for the interactive attention explorer "
+                                    "(it needs a running kernel).")
+    assert "VBox" not in bundle["text/plain"]
+
+
+def test_labels_are_not_cut(char_gpt):
+    """ipywidgets' default label width cuts "temperature" to "temperat…"; the course's widgets widen it."""
+    model, tok = char_gpt
+    playground = widgets.build_sampling_playground(model, tok.encode, tok.decode, length=10)
+    explorer = widgets.build_attention_explorer()
+    for control in (playground.temperature, playground.top_k, playground.top_p, playground.length,
+                    explorer.temperature, explorer.d_k):
+        assert control.style.description_width == widgets.LABELS["description_width"], control.description
+    assert int(widgets.LABELS["description_width"].removesuffix("px")) >= 7 * len("top-k (0 off)")
+
+
+def test_causal_mask_is_visible_without_scaling():
+    """Unscaled rows are nearly one-hot on the diagonal, so masking the future barely moves the weights:
+    the explorer greys out the blocked pairs, so the toggle still changes the picture."""
+    import numpy as np
+
+    explorer = widgets.build_attention_explorer()
+    explorer.scaled.value = False
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    def pixels():
+        canvas = FigureCanvasAgg(explorer.figure)
+        canvas.draw()
+        return np.asarray(canvas.buffer_rgba()).copy()
+
+    before, weights_before = pixels(), explorer.weights
+    explorer.causal.value = True
+    assert (explorer.weights - weights_before).abs().max() < 0.05          # the weights hardly change...
+    T = len(explorer.state["words"])
+    assert explorer.state["blocked_pairs"] == T * (T - 1) // 2
+    assert "blocked, shown grey" in explorer.summary.value
+    changed = (pixels() != before).any(-1).mean()
+    assert changed > 0.05, f"only {changed:.1%} of the picture changed"    # ...but the picture does

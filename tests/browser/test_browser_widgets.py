@@ -11,7 +11,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -19,39 +18,23 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from browser_support import free_port, skip_without_browser
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = Path(os.environ.get("PTLM_BROWSER_NOTEBOOKS", ROOT / "notebooks"))   # another folder: try your own
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
-CHROMIUM = os.environ.get("PTLM_CHROMIUM", "/usr/bin/chromium")
 KERNEL_START_TIMEOUT_S = 180     # the page, then a kernel that imports torch: slow on a busy machine
 NOTEBOOK_TIMEOUT_S = int(os.environ.get("PTLM_BROWSER_TIMEOUT", 300))   # one notebook, small budget, slow machine
 
 pytestmark = pytest.mark.browser
 
-try:
-    from playwright.sync_api import sync_playwright
-except ImportError:               # pragma: no cover - depends on the machine
-    sync_playwright = None
-
-if sync_playwright is None:
-    pytest.skip("Playwright is not installed (pip install playwright; it is in the dev extras)",
-                allow_module_level=True)
-if not os.access(CHROMIUM, os.X_OK):
-    pytest.skip(f"no Chromium at {CHROMIUM} (Debian/Ubuntu: apt-get install -y chromium; or set PTLM_CHROMIUM)",
-                allow_module_level=True)
+skip_without_browser()
 
 
 def widget_notebooks() -> list[str]:
     """The lesson notebooks that show course widgets."""
     return sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")
                   if "ptlm_course.widgets" in p.read_text(encoding="utf-8"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -98,15 +81,6 @@ def lab(tmp_path_factory):
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                     args=["--no-sandbox", "--disable-dev-shm-usage"])
-        yield chromium
-        chromium.close()
 
 
 # What the cells' outputs hold, read from JupyterLab's own notebook model.
