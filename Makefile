@@ -5,6 +5,9 @@ BIN    := $(VENV)/bin
 # torch first, pinned: on the course's reference machines this picks the local CPU wheel instead of
 # gigabytes of CUDA packages. Override on your laptop if you like, e.g. `make lab TORCH=torch`.
 TORCH  ?= torch==2.13.0
+# `make test` runs the test files in JOBS processes (pytest-xdist), each file's tests and each notebook's cells
+# in one process and in order; one math thread each, so two processes share two cores without fighting.
+JOBS   ?= 2
 
 .PHONY: lab test test-browser book doctor install install-dev install-book exercises notebooks solutions clean help
 
@@ -54,7 +57,7 @@ lab: install
 	$(BIN)/python tools/lab.py
 
 test: install-dev
-	PTLM_BUDGET=small $(BIN)/python -m pytest
+	OMP_NUM_THREADS=1 PTLM_BUDGET=small $(BIN)/python -m pytest -n $(JOBS) --dist loadfile
 
 test-browser: install-dev
 	PTLM_BUDGET=small $(BIN)/python -m pytest tests/browser -m browser -rs

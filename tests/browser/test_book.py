@@ -143,3 +143,15 @@ def test_every_page_renders_with_its_plots(site, browser):
         assert any("notebooks/03_attention.html" in h for h in hrefs), f"search for 'attention' found {hrefs}"
     finally:
         page.close()
+
+
+def test_the_site_loads_no_script_from_the_internet(site):
+    """Offline: every script a page loads (MathJax included) comes from the site itself."""
+    html, _ = site
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").is_file()
+    external = []
+    for page in sorted(p for p in html.rglob("*.html") if "_static" not in p.parts):
+        for src in re.findall(r'<script[^>]*\bsrc="([^"]+)"', page.read_text(encoding="utf-8")):
+            if urlparse(src).scheme or src.startswith("//"):
+                external.append(f"{page.relative_to(html)}: {src}")
+    assert not external, "scripts from the internet:\n" + "\n".join(external[:20])

@@ -4,7 +4,7 @@ project = "ptlm-course"
 author = "ptlm-course authors"
 html_title = "ptlm-course: pretrained language models, built by hand"
 
-extensions = ["myst_nb"]
+extensions = ["myst_nb", "sphinx-mathjax-offline"]   # MathJax served from the site itself: math renders offline
 nb_execution_mode = "off"                    # the committed outputs of a real full-budget run
 myst_enable_extensions = ["dollarmath", "amsmath"]
 myst_heading_anchors = 3                     # links to "#section" inside a page
