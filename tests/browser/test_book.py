@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LESSONS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 # Lessons whose widget outputs were stored before widgets got their readable fallback; re-run them, then
 # remove them here.
-STALE_WIDGET_OUTPUTS = {"10_real_pretrained_weights"}       # stored before the widgets' text fallback
+STALE_WIDGET_OUTPUTS: set[str] = set()     # notebooks stored before the widgets' text fallback (none left)
 
 pytestmark = pytest.mark.browser
 skip_without_browser()
