@@ -391,16 +391,31 @@ def _probe_userns() -> str:
     return ""
 
 
+# A Python installed under /tmp (a virtual environment in a clone there, as CI may have) would vanish when the
+# hand-in's private folder becomes /tmp: bind it, read-only, to the same path inside that folder first.
+_KEEP_PYTHON = r"""IFS='
+'
+for K in $PTLM_GRADE_KEEP; do D="$P${K#/tmp}"; mkdir -p "$D"; mount --rbind "$K" "$D"; mount -o remount,bind,ro "$D" || true; done
+unset IFS"""
+
+
+def _python_under_tmp() -> str:
+    """The folders of this Python that lie under /tmp, newline-separated ('' when none)."""
+    folders = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), Path(sys.executable).resolve().parent}
+    return "\n".join(sorted(str(f) for f in folders if Path("/tmp") in f.parents))
+
+
 # The same without root, in a user namespace (the hand-in keeps the grader's uid): every mount is made
 # read-only, so the hand-in can write only its private folder (its /tmp) and private scratch space, and it
 # runs without capabilities, so it cannot undo any of it.
 _USERNS_SCRIPT = r"""set -e
 P="$1"; shift
 mount --bind "$P" "$P"
+$KEEP_PYTHON
 while [ "$1" != "--" ]; do mount -t tmpfs -o size=16k,mode=0755,ro ptlm-hidden "$1"; shift; done; shift
 awk '{ split($0, parts, " - "); split(parts[2], fs, " "); if (fs[2] !~ /^ptlm-/) print $5 }' /proc/self/mountinfo |
   sort -r | while read -r point; do [ "$point" = "$P" ] || mount -o remount,bind,ro "$point" 2>/dev/null || true; done
-mount --bind "$P" /tmp
+mount --rbind "$P" /tmp
 for d in /var/tmp /dev/shm /run/lock; do [ -d "$d" ] && mount -t tmpfs -o size=64m,mode=1777 ptlm-scratch "$d"; done
 cd /tmp
 exec setpriv --inh-caps=-all --bounding-set=-all --no-new-privs -- "$@"
@@ -412,13 +427,17 @@ exec setpriv --inh-caps=-all --bounding-set=-all --no-new-privs -- "$@"
 # hand-in's private folder becomes /tmp, its working directory and HOME.
 _OS_SCRIPT = r"""set -e
 P="$1"; U="$2"; shift 2
+$KEEP_PYTHON
 while [ "$1" != "--" ]; do mount -t tmpfs -o size=64k,mode=0755 ptlm-hidden "$1"; shift; done; shift
 for d in /var/tmp /dev/shm /run/lock; do [ -d "$d" ] && mount -t tmpfs -o size=64m,mode=1777 ptlm-scratch "$d"; done
-mount --bind "$P" /tmp
+mount --rbind "$P" /tmp
 cd /tmp
 exec prlimit --nproc=512:512 -- \
     setpriv --reuid="$U" --regid="$U" --clear-groups --no-new-privs --inh-caps=-all --bounding-set=-all -- "$@"
 """
+
+_USERNS_SCRIPT = _USERNS_SCRIPT.replace("$KEEP_PYTHON", _KEEP_PYTHON)
+_OS_SCRIPT = _OS_SCRIPT.replace("$KEEP_PYTHON", _KEEP_PYTHON)
 
 
 def _processes_of(uid: int) -> list[int]:
@@ -484,7 +503,8 @@ class Sandbox:
                "MPLBACKEND": "Agg", "MPLCONFIGDIR": f"{root}/.config/matplotlib", "IPYTHONDIR": f"{root}/.ipython",
                "PTLM_CACHE_DIR": f"{root}/.cache/ptlm-course", "PTLM_WIDGETS": "0",
                "PTLM_BUDGET": os.environ.get("PTLM_BUDGET", "small"),
-               "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PTLM_GRADE_TOKEN": self.token}
+               "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PTLM_GRADE_TOKEN": self.token,
+               "PTLM_GRADE_KEEP": _python_under_tmp()}
         fds = [to_runner, from_child]
         if isolation.mode == "os":
             hide = [str(h) for h in hidden]

@@ -415,7 +415,8 @@ def test_namespaces_hide_named_folders_keep_the_rest_read_only_and_end_every_pro
             "    subprocess.Popen(['/bin/sh', '-c', 'sleep 60; true', marker], start_new_session=True)\n"
             "    try:\n        open(target, 'a').close()\n        wrote = True\n    except OSError:\n"
             "        wrote = False\n"
-            "    return os.listdir(folder), os.getuid(), wrote, resource.getrlimit(resource.RLIMIT_NPROC)")])
+            "    seen = os.listdir(folder) if os.path.isdir(folder) else []    # a clone under /tmp: not there at all\n"
+            "    return seen, os.getuid(), wrote, resource.getrlimit(resource.RLIMIT_NPROC)")])
         exercise = grading.Exercise.load(ROOT / "exercises" / f"{NAME}.ipynb")
         exercise.checks = []
         sandbox = grading.Sandbox(grading.detect_isolation(mode), tmp_path, grading.package_snapshot(), [secret])
