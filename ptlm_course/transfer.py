@@ -15,6 +15,8 @@ The protocol (Part 3) gives both starting points the same chances:
 """
 from __future__ import annotations
 
+import itertools
+import math
 import random
 from dataclasses import dataclass
 from typing import Sequence
@@ -22,12 +24,15 @@ from typing import Sequence
 import torch
 
 from .bert import BertConfig, BertForTokenClassification
-from .finetuning import encode_tagged, make_get_batch, predict_tags, token_classification_loss_fn
+from .finetuning import (classification_loss_fn, encode_tagged, make_get_batch, predict, predict_tags,
+                         token_classification_loss_fn)
 from .punctuation import LABELS, mark_f1
 from .training import TrainConfig, train
 from .validation import describe
 
-__all__ = ["TaggerRecipe", "fine_tune_tagger", "score_tagger", "label_budget_curve", "summarise"]
+__all__ = ["TaggerRecipe", "fine_tune_tagger", "score_tagger", "label_budget_curve", "summarise",
+           "ClassifierRecipe", "fine_tune_classifier", "classifier_accuracy", "compare_seeds", "permutation_p",
+           "mcnemar_p"]
 
 STARTS = ("pretrained", "scratch")
 
@@ -114,3 +119,94 @@ def summarise(rows: list[dict]) -> dict:
         out[key] = {"mean": sum(scores) / len(scores), "min": min(scores), "max": max(scores), "lr": lr,
                     "n": len(scores)}
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# The same protocol for sentence classification (notebooks 10, 11 and 14): any model, a fixed recipe,
+# the learning rate picked on validation with the first seed, every seed scored on test
+# --------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ClassifierRecipe:
+    """Every arm of a sentence-classification comparison trains ``steps`` steps of ``batch_size`` examples
+    (AdamW, warm-up + cosine); only the learning rate is searched, on validation, from ``lr_grid``."""
+    steps: int = 400
+    batch_size: int = 32
+    lr_grid: tuple[float, ...] = (3e-4, 1e-3)
+    warmup_fraction: float = 0.1
+    weight_decay: float = 0.01
+
+
+def fine_tune_classifier(model: torch.nn.Module, train_data: dict, lr: float, seed: int,
+                         recipe: ClassifierRecipe = ClassifierRecipe()) -> torch.nn.Module:
+    """Train every weight of ``model`` on ``train_data`` (from ``encode_examples``); returns it in eval mode."""
+    config = TrainConfig(steps=recipe.steps, lr=lr, warmup_steps=round(recipe.warmup_fraction * recipe.steps),
+                         weight_decay=recipe.weight_decay, eval_batches=0, seed=seed, progress=False)
+    train(model, config, make_get_batch(train_data, batch_size=recipe.batch_size), classification_loss_fn)
+    return model.eval()
+
+
+def classifier_accuracy(model: torch.nn.Module, data: dict) -> float:
+    """Accuracy on encoded examples."""
+    preds, _ = predict(model, data)
+    return (preds == data["labels"]).float().mean().item()
+
+
+def compare_seeds(build, data: dict, seeds: Sequence[int], recipe: ClassifierRecipe = ClassifierRecipe()) -> dict:
+    """One arm of a comparison: ``build(seed)`` returns a fresh model (its new weights seeded by ``seed``);
+    ``data`` holds encoded "train", "val" and "test" splits.
+
+    The learning rate is the grid's best on validation with ``seeds[0]``; that run is kept as the first seed's,
+    the other seeds train with the chosen rate. Returns ``{"lr", "val_by_lr", "test", "model"}`` where
+    ``test`` lists the test accuracy per seed and ``model`` is the first seed's model.
+    """
+    seeds = list(seeds)
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise ValueError(f"`seeds` should be a non-empty list of integers, but got {describe(seeds)}.")
+    if not isinstance(data, dict) or not {"train", "val", "test"} <= set(data):
+        raise TypeError(f"`data` should be a dict with encoded 'train', 'val' and 'test' splits, "
+                        f"but got {describe(data)}.")
+    tuning = {lr: fine_tune_classifier(build(seeds[0]), data["train"], lr, seeds[0], recipe) for lr in recipe.lr_grid}
+    val_by_lr = {lr: classifier_accuracy(model, data["val"]) for lr, model in tuning.items()}
+    best = max(recipe.lr_grid, key=val_by_lr.get)
+    models = [tuning[best]] + [fine_tune_classifier(build(s), data["train"], best, s, recipe) for s in seeds[1:]]
+    return {"lr": best, "val_by_lr": val_by_lr, "test": [classifier_accuracy(m, data["test"]) for m in models],
+            "model": models[0]}
+
+
+def permutation_p(a: Sequence[float], b: Sequence[float]) -> float:
+    """Two-sided p-value of the difference of means of ``a`` and ``b``: the share of all ways to split the pooled
+    values into groups of len(a) and len(b) whose means differ at least as much as observed (exact test)."""
+    a, b = list(a), list(b)
+    if not a or not b:
+        raise ValueError(f"`a` and `b` should be non-empty, but got {describe(a)} and {describe(b)}.")
+    pooled = a + b
+    observed = abs(sum(a) / len(a) - sum(b) / len(b))
+    total = sum(pooled)
+    extreme = count = 0
+    for group in itertools.combinations(range(len(pooled)), len(a)):
+        in_a = sum(pooled[i] for i in group)
+        gap = abs(in_a / len(a) - (total - in_a) / len(b))
+        extreme += gap >= observed - 1e-12
+        count += 1
+    return extreme / count
+
+
+def mcnemar_p(preds_a, preds_b, labels) -> float:
+    """Exact two-sided McNemar test: do two models scored on the *same* test examples differ in accuracy?
+
+    Only the examples where exactly one model is right count: with b (only A right) and c (only B right),
+    under "no difference" each of those n = b + c examples goes either way with probability 1/2, so
+    p = min(1, 2 * P(Binomial(n, 1/2) <= min(b, c))).
+    """
+    a, b_, y = (torch.as_tensor(x) for x in (preds_a, preds_b, labels))
+    if a.shape != b_.shape or a.shape != y.shape or a.dim() != 1:
+        raise ValueError(f"`preds_a`, `preds_b` and `labels` should be 1-D and the same length, but got shapes "
+                         f"{tuple(a.shape)}, {tuple(b_.shape)} and {tuple(y.shape)}.")
+    only_a = int(((a == y) & (b_ != y)).sum())
+    only_b = int(((a != y) & (b_ == y)).sum())
+    n, k = only_a + only_b, min(only_a, only_b)
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
