@@ -284,7 +284,7 @@ def parse_play(markdown: str, slug: str = "", genre: str = "") -> Play:
                 continue
             if _CAPS_LINE.match(line):
                 # Stray capitals: labels, running headers and speaker names broken over two lines.
-                following = next((l.strip() for l in lines[i:] if l.strip()), "")
+                following = next((rest.strip() for rest in lines[i:] if rest.strip()), "")
                 if line.startswith("OF ") and build.speech is not None:  # "**ANTIPHOLUS**" ... "OF EPHESUS"
                     build.speech["speaker"] += " " + line
                 elif line == "EPILOGUE":            # Henry IV Part 2, Henry V, Henry VIII, The Tempest
@@ -298,7 +298,7 @@ def parse_play(markdown: str, slug: str = "", genre: str = "") -> Play:
                 else:
                     build.add_line(line)
                 continue
-            if line == "Ghost" and _SPEAKER.match(next((l.strip() for l in lines[i:] if l.strip()), "")):
+            if line == "Ghost" and _SPEAKER.match(next((rest.strip() for rest in lines[i:] if rest.strip()), "")):
                 speaker_prefix = "GHOST "           # Richard III: "Ghost" / "**OF PRINCE EDWARD**"
                 continue
             if _LABEL_LINE.match(line):             # "SONG.", "THE SONG.", "DUMB SHOW."

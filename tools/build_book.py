@@ -112,7 +112,7 @@ def build(out: Path, quiet: bool = True) -> Path:
     try:
         from sphinx.cmd.build import build_main
     except ImportError:
-        raise SystemExit('The website needs Sphinx and myst-nb: pip install -e ".[book]" (or `make book`).')
+        raise SystemExit('The website needs Sphinx and myst-nb: pip install -e ".[book]" (or `make book`).') from None
     out = Path(out).resolve()
     stage(out / "source")
     args = ["-b", "html", "-W", "--keep-going", "-d", str(out / "doctrees"), str(out / "source"), str(out / "html")]

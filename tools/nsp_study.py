@@ -69,7 +69,8 @@ def surface_baseline(train_pairs, val_pairs) -> tuple[float, float]:
 
     optimizer.step(closure)
     with torch.no_grad():
-        accuracy = lambda x, y: ((x @ w + b > 0).float() == y).float().mean().item()
+        def accuracy(x, y):
+            return ((x @ w + b > 0).float() == y).float().mean().item()
         return accuracy(x_tr, y_tr), accuracy(x_va, y_va)
 
 
