@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .validation import describe
+from .validation import describe, is_int
 
 __all__ = ["SPLIT_PATTERN", "get_pair_counts", "merge", "BPETokenizer"]
 
@@ -91,7 +91,7 @@ class BPETokenizer:
         if len(set(special_tokens)) != len(special_tokens):
             raise ValueError(f"special tokens should be distinct, but got {special_tokens}.")
         smallest = 256 + len(special_tokens)
-        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < smallest:
+        if not is_int(vocab_size) or vocab_size < smallest:
             raise ValueError(
                 f"`vocab_size` should be an int >= {smallest} (256 bytes + {len(special_tokens)} special tokens), "
                 f"but got {describe(vocab_size)}."
@@ -197,7 +197,7 @@ class BPETokenizer:
             raise TypeError(f"`ids` should be a list of token ids, but got {describe(ids)}.")
         out = []
         for position, i in enumerate(ids):
-            if isinstance(i, bool) or not isinstance(i, int) or i not in self.vocab:
+            if not is_int(i) or i not in self.vocab:
                 raise ValueError(
                     f"token ids should be integers in [0, {self.vocab_size - 1}], but got {describe(i)} at position {position}."
                 )

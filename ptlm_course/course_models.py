@@ -36,7 +36,7 @@ from .gpt import GPT, GPTConfig
 from .pretraining_data import IGNORE_INDEX, causal_lm_batch, encode_nsp_batch, make_nsp_examples, mask_tokens
 from .runtime import BUDGETS, budget as current_budget, cache_dir
 from .training import History, TrainConfig, train
-from .validation import describe
+from .validation import describe, is_int
 from .wordpiece import WordPieceTokenizer, train_wordpiece_vocab
 
 __all__ = [
@@ -146,7 +146,7 @@ def speech_texts(plays: list[Play]) -> list[str]:
 def shakespeare_wordpiece(vocab_size: int = DEFAULT_VOCAB_SIZE) -> WordPieceTokenizer:
     """A WordPiece tokenizer whose vocabulary was learned from the speeches of the training plays
     (:func:`ptlm_course.wordpiece.train_wordpiece_vocab`); cached as a ``vocab.txt``."""
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 200:
+    if not is_int(vocab_size) or vocab_size < 200:
         raise ValueError(f"`vocab_size` should be an int >= 200 (the characters alone need about 150), "
                          f"but got {describe(vocab_size)}.")
     key = recipe_key(f"shakespeare-wordpiece-{vocab_size}", _VocabRecipe(vocab_size))

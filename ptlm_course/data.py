@@ -18,6 +18,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
 
+from .validation import is_int
+
 GENRES = ("comedies", "histories", "problems", "roman", "romances", "tragedies")
 SENTIMENT_SOURCES = ("imdb", "rotten_tomatoes")
 SENTIMENT_SPLITS = ("train", "validation", "test")
@@ -444,7 +446,7 @@ def _split(source: str, seed: int) -> dict[str, tuple[Example, ...]]:
 def _check_sentiment_args(source: str, seed) -> None:
     if source not in SENTIMENT_SOURCES:
         raise ValueError(f"source should be one of {', '.join(SENTIMENT_SOURCES)}, but got {source!r}.")
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    if not is_int(seed):
         raise TypeError(f"seed should be an int, but got {type(seed).__name__} {seed!r}.")
 
 

@@ -11,6 +11,8 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from .validation import is_int
+
 BUDGETS = ("small", "full")
 T = TypeVar("T")
 
@@ -87,7 +89,7 @@ def cache_dir(create: bool = True) -> Path:
 
 def seed_everything(seed: int = 0) -> torch.Generator:
     """Seed Python, NumPy and PyTorch (all devices); returns a CPU generator seeded the same way."""
-    if not isinstance(seed, int) or isinstance(seed, bool):
+    if not is_int(seed):
         raise TypeError(f"seed should be an int, but got {type(seed).__name__} {seed!r}.")
     random.seed(seed)
     np.random.seed(seed % 2**32)

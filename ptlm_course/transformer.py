@@ -15,7 +15,7 @@ import torch.nn as nn
 
 from .attention import MultiHeadAttention
 from .validation import (describe, expect_floating, expect_module_dtype, expect_positive_int, expect_size,
-                         expect_tensor)
+                         expect_tensor, is_number)
 
 __all__ = ["ACTIVATIONS", "make_activation", "FeedForward", "TransformerBlock"]
 
@@ -34,7 +34,7 @@ def make_activation(name: str) -> nn.Module:
 
 
 def _expect_probability(p, name: str) -> float:
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+    if not is_number(p) or not 0.0 <= p < 1.0:
         raise ValueError(f"`{name}` should be a probability in [0, 1), but got {describe(p)}.")
     return float(p)
 
