@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import random
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,7 +27,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from . import distributed
-from .runtime import get_device, seed_everything
+from .runtime import atomic_write, get_device, seed_everything
 from .validation import describe, is_int, is_number
 
 __all__ = [
@@ -388,8 +386,6 @@ def save_checkpoint(path, model: nn.Module, optimizer, scheduler, step: int, his
     if not distributed.is_main_process():                 # under torchrun rank 0 writes, the others wait
         distributed.barrier()
         return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         "model": distributed.unwrap_model(model).state_dict(),   # no DDP "module." prefix: loads anywhere
         "optimizer": optimizer.state_dict(),
@@ -402,14 +398,7 @@ def save_checkpoint(path, model: nn.Module, optimizer, scheduler, step: int, his
         "config": _config_dict(config) if config else None,
         "early_stopping": early_stopping,
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)          # atomic on POSIX and Windows (same file system)
-    except BaseException:
-        os.remove(tmp)
-        raise
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
     distributed.barrier()
 
 
