@@ -144,3 +144,27 @@ def test_errors_say_what_was_expected(case):
     _, args, kwargs, error, message = case
     with pytest.raises(error, match=message):
         scaled_dot_product_attention(*args, **kwargs)
+
+
+def test_causal_layers_share_one_mask_and_match_an_explicit_mask():
+    from ptlm_course.attention import MultiHeadAttention, _shared_causal_mask
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(16, 4)
+    for T in (8, 3, 12, 5):                                      # longer, then shorter than the stored mask
+        x = torch.randn(2, T, 16)
+        assert torch.equal(_shared_causal_mask(T, x.device), causal_mask(T))
+        out, weights = mha(x, causal=True)
+        ref_out, ref_weights = mha(x, mask=causal_mask(T))
+        assert torch.equal(out, ref_out) and torch.equal(weights, ref_weights)
+
+
+def test_skipping_the_nan_fix_without_fully_masked_rows_changes_nothing():
+    import ptlm_course.attention as attention
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 6, 4) for _ in range(3))
+    mask = causal_mask(6)
+    out, weights = scaled_dot_product_attention(q, k, v, mask=mask)
+    scores = (q @ k.transpose(-2, -1)) / 2.0
+    expected = torch.softmax(scores.masked_fill(~mask, float("-inf")), -1).masked_fill(~mask, 0.0)
+    assert torch.equal(weights, expected) and torch.equal(out, expected @ v)
+    assert not attention._may_block_whole_rows(~mask) and attention._may_block_whole_rows(~torch.zeros(2, 2).bool())
