@@ -29,7 +29,8 @@ from .validation import describe, expect_ids_in_vocab, expect_tensor, is_int
 
 __all__ = [
     "BertConfig", "BertOutput", "PreTrainingOutput", "ClassificationOutput",
-    "BertEmbeddings", "BERT", "BertForPreTraining", "BertForSequenceClassification", "BertForTokenClassification", "mean_pool",
+    "BertEmbeddings", "BERT", "BertForPreTraining", "BertForSequenceClassification", "BertForTokenClassification",
+    "mean_pool",
     "load_minilm",
 ]
 
@@ -432,7 +433,8 @@ def _strip_prefix(name: str) -> str:
 def _hf_to_ours(hf_name: str) -> str | None:
     """Our parameter name (as in BertForPreTraining / BertForSequenceClassification) or None."""
     name = _strip_prefix(hf_name)
-    name = name.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")  # old TF ports
+    # old TF ports call the LayerNorm parameters gamma and beta
+    name = name.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
     module, _, leaf = name.rpartition(".")
     if module.startswith("encoder.layer."):
         i, _, rest = module[len("encoder.layer."):].partition(".")

@@ -75,7 +75,8 @@ class BPETokenizer:
         self.train_seconds = 0.0
 
     # ----------------------------------------------------------------------------------- training
-    def train(self, text: str, vocab_size: int, special_tokens: Sequence[str] = (), verbose: bool = False) -> "BPETokenizer":
+    def train(self, text: str, vocab_size: int, special_tokens: Sequence[str] = (),
+              verbose: bool = False) -> "BPETokenizer":
         """Learn ``vocab_size - 256 - len(special_tokens)`` merges from ``text``.
 
         Pairs are counted over the distinct chunks weighted by how often each occurs, and after each
@@ -158,7 +159,8 @@ class BPETokenizer:
         return self.vocab_size
 
     def __repr__(self) -> str:
-        return f"BPETokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)}, special_tokens={list(self.special_tokens)})"
+        return (f"BPETokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)}, "
+                f"special_tokens={list(self.special_tokens)})")
 
     def encode(self, text: str, allow_special: bool = True) -> list[int]:
         """Text -> ids. Special tokens written in the text become their single id (unless ``allow_special=False``)."""
@@ -199,7 +201,8 @@ class BPETokenizer:
         for position, i in enumerate(ids):
             if not is_int(i) or i not in self.vocab:
                 raise ValueError(
-                    f"token ids should be integers in [0, {self.vocab_size - 1}], but got {describe(i)} at position {position}."
+                    f"token ids should be integers in [0, {self.vocab_size - 1}], "
+                    f"but got {describe(i)} at position {position}."
                 )
             out.append(self.vocab[i])
         return b"".join(out)

@@ -281,7 +281,8 @@ def make_eval_fn(encoded: dict, batch_size: int = 128) -> Callable[[nn.Module], 
 
 def _check_tagged(examples) -> None:
     if isinstance(examples, (str, bytes)) or not isinstance(examples, Sequence) or len(examples) == 0:
-        raise TypeError(f"`examples` should be a non-empty list of (words, labels) pairs, but got {describe(examples)}.")
+        raise TypeError(f"`examples` should be a non-empty list of (words, labels) pairs, "
+                        f"but got {describe(examples)}.")
     for i, ex in enumerate(examples):
         ok = isinstance(ex, (tuple, list)) and len(ex) == 2 and isinstance(ex[0], (list, tuple))
         if not ok or len(ex[0]) != len(ex[1]) or not all(isinstance(w, str) for w in ex[0]) \

@@ -158,7 +158,8 @@ def classification_report(preds, labels, num_classes: int, class_names=None) -> 
         class_names = [str(k) for k in range(num_classes)] if isinstance(num_classes, int) else None
     cm = confusion_matrix(preds, labels, num_classes)
     if len(class_names) != num_classes:
-        raise ValueError(f"`class_names` should have one name per class ({num_classes}), but got {describe(class_names)}.")
+        raise ValueError(f"`class_names` should have one name per class ({num_classes}), "
+                         f"but got {describe(class_names)}.")
     precision, recall, f1, support = _per_class(cm)
     per_class = {str(name): {"precision": p.item(), "recall": r.item(), "f1": f.item(), "support": int(s)}
                  for name, p, r, f, s in zip(class_names, precision, recall, f1, support)}

@@ -229,7 +229,8 @@ def encode_nsp_batch(examples: Sequence[NSPExample], tokenizer, max_length: int)
 
 
 def bert_pretraining_batch(examples: Sequence[NSPExample], tokenizer, max_length: int,
-                           generator: torch.Generator | None = None, mask_prob: float = 0.15) -> dict[str, torch.Tensor]:
+                           generator: torch.Generator | None = None,
+                           mask_prob: float = 0.15) -> dict[str, torch.Tensor]:
     """NSP encoding plus MLM masking: the keyword arguments of ``BertForPreTraining``:
     ``input_ids`` (masked), ``token_type_ids``, ``attention_mask``, ``mlm_labels`` (B, T), ``nsp_labels`` (B,)."""
     batch = encode_nsp_batch(examples, tokenizer, max_length)

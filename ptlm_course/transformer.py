@@ -93,7 +93,8 @@ class TransformerBlock(nn.Module):
                  attention_dropout: float | None = None, ffn_dropout: float | None = None):
         super().__init__()
         dropout = _expect_probability(dropout, "dropout")
-        attention_dropout = dropout if attention_dropout is None else _expect_probability(attention_dropout, "attention_dropout")
+        attention_dropout = (dropout if attention_dropout is None
+                             else _expect_probability(attention_dropout, "attention_dropout"))
         ffn_dropout = dropout if ffn_dropout is None else _expect_probability(ffn_dropout, "ffn_dropout")
         self.d_model, self.norm_first, self.causal = d_model, bool(norm_first), bool(causal)
         self.attn = MultiHeadAttention(d_model, n_heads, dropout=attention_dropout, bias=bias)

@@ -12,7 +12,7 @@ PATHS = ["ptlm_course", "tools", "tests", "benchmarks"]
 
 
 def ruff_command() -> list[str]:
-    """ruff next to this Python (a venv's bin/) or on PATH; skip when it is not installed (`pip install -e ".[dev]"`)."""
+    """ruff next to this Python (a venv's bin/) or on PATH; skipped when not installed (`pip install -e ".[dev]"`)."""
     beside = Path(sys.executable).with_name("ruff")
     if beside.exists():
         return [str(beside)]
