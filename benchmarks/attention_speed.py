@@ -78,7 +78,8 @@ def main() -> None:
         print(f"{f'sdpa causal B={B} H={H} T={T} d={d}':44s} {ours*1e3:9.2f} {theirs*1e3:9.2f} {ours/theirs:11.2f}")
     for B, T, C, H in [(8, 64, 128, 4), (8, 128, 256, 8)]:
         ours, theirs = bench_module(B, T, C, H, device, args.repeats)
-        print(f"{f'multi-head causal B={B} T={T} C={C} H={H}':44s} {ours*1e3:9.2f} {theirs*1e3:9.2f} {ours/theirs:11.2f}")
+        label = f"multi-head causal B={B} T={T} C={C} H={H}"
+        print(f"{label:44s} {ours*1e3:9.2f} {theirs*1e3:9.2f} {ours/theirs:11.2f}")
 
 
 if __name__ == "__main__":

@@ -44,18 +44,39 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     scores = (q @ k.transpose(-2, -1)) * scale           # (..., T_q, T_k)
     if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
+        blocked = ~mask
+        scores = scores.masked_fill(blocked, float("-inf"))
     weights = torch.softmax(scores, dim=-1)              # (..., T_q, T_k), rows sum to 1
-    if mask is not None:
-        weights = weights.masked_fill(~mask, 0.0)        # fully masked rows: NaN -> 0
+    if mask is not None and _may_block_whole_rows(blocked):
+        weights = weights.masked_fill(blocked, 0.0)      # fully masked rows: NaN -> 0
     dropped = F.dropout(weights, p=dropout_p) if dropout_p > 0 else weights
     return dropped @ v, weights                          # (..., T_q, d_v), (..., T_q, T_k)
+
+
+def _may_block_whole_rows(blocked: torch.Tensor) -> bool:
+    """Whether some query may attend to nothing. Elsewhere the softmax already gives exactly 0 where the
+    scores are -inf, so the NaN -> 0 fix changes nothing and can be skipped. Checked on the CPU only (on an
+    accelerator the answer would make Python wait for the device)."""
+    return blocked.device.type != "cpu" or bool(blocked.all(dim=-1).any())
 
 
 def causal_mask(T: int, device: torch.device | str | None = None) -> torch.Tensor:
     """(T, T) bool mask, True on and below the diagonal: position t may attend to 0..t."""
     expect_positive_int(T, "T")
     return torch.ones(T, T, dtype=torch.bool, device=device).tril()
+
+
+_CAUSAL_MASKS: dict[torch.device, torch.Tensor] = {}
+
+
+def _shared_causal_mask(T: int, device: torch.device) -> torch.Tensor:
+    """``causal_mask(T, device)`` as a view of one stored mask per device (read-only: never modify it), so a
+    model does not build a new (T, T) mask in every layer of every call. The top-left (T, T) corner of a
+    larger lower-triangular mask is the lower-triangular (T, T) mask."""
+    stored = _CAUSAL_MASKS.get(device)
+    if stored is None or stored.shape[0] < T:
+        stored = _CAUSAL_MASKS[device] = causal_mask(T, device)
+    return stored[:T, :T]                                                      # (T, T)
 
 
 def padding_mask(attention_mask_or_lengths, T: int | None = None) -> torch.Tensor:
@@ -169,7 +190,7 @@ class MultiHeadAttention(nn.Module):
             if S != T:
                 raise ValueError(f"causal=True needs as many keys as queries, but got T = {T} queries "
                                  f"and S = {S} keys (cross-attention is usually not causal).")
-            allowed = causal_mask(T, x.device)                   # (T, T)
+            allowed = _shared_causal_mask(T, x.device)           # (T, T)
             if past:                                             # the cached positions all come earlier
                 allowed = torch.cat([allowed.new_ones(T, past), allowed], dim=1)   # (T, S_past + T)
             mask = allowed if mask is None else _check_mask(mask, (B, self.n_heads, T, past + S)) & allowed

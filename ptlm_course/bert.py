@@ -25,11 +25,12 @@ import torch.nn.functional as F
 from .attention import padding_mask
 from .hf_checkpoint import read_hf_checkpoint
 from .transformer import TransformerBlock
-from .validation import describe, expect_ids_in_vocab, expect_tensor
+from .validation import describe, expect_ids_in_vocab, expect_tensor, is_int
 
 __all__ = [
     "BertConfig", "BertOutput", "PreTrainingOutput", "ClassificationOutput",
-    "BertEmbeddings", "BERT", "BertForPreTraining", "BertForSequenceClassification", "BertForTokenClassification", "mean_pool",
+    "BertEmbeddings", "BERT", "BertForPreTraining", "BertForSequenceClassification", "BertForTokenClassification",
+    "mean_pool",
     "load_minilm",
 ]
 
@@ -68,7 +69,7 @@ class BertConfig:
         for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
                      "max_position_embeddings", "type_vocab_size"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            if not is_int(value) or value <= 0:
                 raise ValueError(f"BertConfig.{name} should be a positive integer, but got {describe(value)}.")
         if self.hidden_size % self.num_heads:
             raise ValueError(f"BertConfig.hidden_size ({self.hidden_size}) should be divisible by "
@@ -297,7 +298,7 @@ class BertForSequenceClassification(nn.Module):
 
     def __init__(self, config: BertConfig, num_labels: int = 2, pooling: str = "cls"):
         super().__init__()
-        if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels <= 0:
+        if not is_int(num_labels) or num_labels <= 0:
             raise ValueError(f"`num_labels` should be a positive integer, but got {describe(num_labels)}.")
         if pooling not in POOLINGS:
             raise ValueError(f"`pooling` should be one of {', '.join(map(repr, POOLINGS))}, "
@@ -354,7 +355,7 @@ class BertForTokenClassification(nn.Module):
 
     def __init__(self, config: BertConfig, num_labels: int = 2):
         super().__init__()
-        if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 2:
+        if not is_int(num_labels) or num_labels < 2:
             raise ValueError(f"`num_labels` should be an integer >= 2, but got {describe(num_labels)}.")
         self.config, self.num_labels = config, num_labels
         self.bert = BERT(config, add_pooler=False)
@@ -432,7 +433,8 @@ def _strip_prefix(name: str) -> str:
 def _hf_to_ours(hf_name: str) -> str | None:
     """Our parameter name (as in BertForPreTraining / BertForSequenceClassification) or None."""
     name = _strip_prefix(hf_name)
-    name = name.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")  # old TF ports
+    # old TF ports call the LayerNorm parameters gamma and beta
+    name = name.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
     module, _, leaf = name.rpartition(".")
     if module.startswith("encoder.layer."):
         i, _, rest = module[len("encoder.layer."):].partition(".")

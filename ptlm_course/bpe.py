@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .validation import describe
+from .validation import describe, is_int
 
 __all__ = ["SPLIT_PATTERN", "get_pair_counts", "merge", "BPETokenizer"]
 
@@ -75,7 +75,8 @@ class BPETokenizer:
         self.train_seconds = 0.0
 
     # ----------------------------------------------------------------------------------- training
-    def train(self, text: str, vocab_size: int, special_tokens: Sequence[str] = (), verbose: bool = False) -> "BPETokenizer":
+    def train(self, text: str, vocab_size: int, special_tokens: Sequence[str] = (),
+              verbose: bool = False) -> "BPETokenizer":
         """Learn ``vocab_size - 256 - len(special_tokens)`` merges from ``text``.
 
         Pairs are counted over the distinct chunks weighted by how often each occurs, and after each
@@ -91,7 +92,7 @@ class BPETokenizer:
         if len(set(special_tokens)) != len(special_tokens):
             raise ValueError(f"special tokens should be distinct, but got {special_tokens}.")
         smallest = 256 + len(special_tokens)
-        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < smallest:
+        if not is_int(vocab_size) or vocab_size < smallest:
             raise ValueError(
                 f"`vocab_size` should be an int >= {smallest} (256 bytes + {len(special_tokens)} special tokens), "
                 f"but got {describe(vocab_size)}."
@@ -158,7 +159,8 @@ class BPETokenizer:
         return self.vocab_size
 
     def __repr__(self) -> str:
-        return f"BPETokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)}, special_tokens={list(self.special_tokens)})"
+        return (f"BPETokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)}, "
+                f"special_tokens={list(self.special_tokens)})")
 
     def encode(self, text: str, allow_special: bool = True) -> list[int]:
         """Text -> ids. Special tokens written in the text become their single id (unless ``allow_special=False``)."""
@@ -197,9 +199,10 @@ class BPETokenizer:
             raise TypeError(f"`ids` should be a list of token ids, but got {describe(ids)}.")
         out = []
         for position, i in enumerate(ids):
-            if isinstance(i, bool) or not isinstance(i, int) or i not in self.vocab:
+            if not is_int(i) or i not in self.vocab:
                 raise ValueError(
-                    f"token ids should be integers in [0, {self.vocab_size - 1}], but got {describe(i)} at position {position}."
+                    f"token ids should be integers in [0, {self.vocab_size - 1}], "
+                    f"but got {describe(i)} at position {position}."
                 )
             out.append(self.vocab[i])
         return b"".join(out)

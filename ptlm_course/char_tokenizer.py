@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .validation import describe
+from .validation import describe, is_int
 
 __all__ = ["CharTokenizer"]
 
@@ -100,7 +100,7 @@ class CharTokenizer:
             ids = ids.tolist()
         out = []
         for position, i in enumerate(ids):
-            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < self.vocab_size:
+            if not is_int(i) or not 0 <= i < self.vocab_size:
                 raise ValueError(
                     f"token ids should be integers in [0, {self.vocab_size - 1}], "
                     f"but got {describe(i)} at position {position}."

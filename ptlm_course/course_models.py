@@ -18,9 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,9 +32,9 @@ from .bert import BertConfig, BertForPreTraining
 from .data import Play, train_val_split_plays
 from .gpt import GPT, GPTConfig
 from .pretraining_data import IGNORE_INDEX, causal_lm_batch, encode_nsp_batch, make_nsp_examples, mask_tokens
-from .runtime import BUDGETS, budget as current_budget, cache_dir
+from .runtime import BUDGETS, atomic_write, budget as current_budget, cache_dir
 from .training import History, TrainConfig, train
-from .validation import describe
+from .validation import describe, is_int
 from .wordpiece import WordPieceTokenizer, train_wordpiece_vocab
 
 __all__ = [
@@ -146,7 +144,7 @@ def speech_texts(plays: list[Play]) -> list[str]:
 def shakespeare_wordpiece(vocab_size: int = DEFAULT_VOCAB_SIZE) -> WordPieceTokenizer:
     """A WordPiece tokenizer whose vocabulary was learned from the speeches of the training plays
     (:func:`ptlm_course.wordpiece.train_wordpiece_vocab`); cached as a ``vocab.txt``."""
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 200:
+    if not is_int(vocab_size) or vocab_size < 200:
         raise ValueError(f"`vocab_size` should be an int >= 200 (the characters alone need about 150), "
                          f"but got {describe(vocab_size)}.")
     key = recipe_key(f"shakespeare-wordpiece-{vocab_size}", _VocabRecipe(vocab_size))
@@ -157,7 +155,7 @@ def shakespeare_wordpiece(vocab_size: int = DEFAULT_VOCAB_SIZE) -> WordPieceToke
         except (ValueError, UnicodeDecodeError) as error:
             print(f"The cached vocabulary {path} is unreadable ({error}); learning it again.")
     vocab = train_wordpiece_vocab(speech_texts(split_plays()[0]), vocab_size)
-    _atomic_write_text(path, "".join(token + "\n" for token in vocab))
+    atomic_write(path, lambda tmp: tmp.write_text("".join(token + "\n" for token in vocab), encoding="utf-8"))
     return WordPieceTokenizer(vocab)
 
 
@@ -234,21 +232,8 @@ def course_bert(budget: str | None = None, progress: bool = True, recipe: BertRe
     ``info``: name, budget, recipe, key, path, history (``History.to_dict()``), final (held-out metrics),
     train_seconds, n_parameters, train_positions (steps x batch x length), device, loaded_from_cache.
     """
-    budget = _check_budget(budget)
-    recipe = bert_recipe(budget) if recipe is None else recipe
-    if not isinstance(recipe, BertRecipe):
-        raise TypeError(f"`recipe` should be a BertRecipe, but got {describe(recipe)}.")
-    tokenizer = shakespeare_wordpiece(recipe.vocab_size)
-
-    def build():
-        model = build_bert(recipe, tokenizer.vocab_size)
-        get_batch = bert_get_batch(recipe, tokenizer)
-        history, seconds = _train(model, recipe, get_batch, bert_pretraining_loss, progress)
-        return model, history, seconds
-
-    config = _bert_config(recipe, tokenizer.vocab_size)
-    model, info = _cached("bert", budget, recipe, build, lambda: BertForPreTraining(config), config, tokenizer)
-    return model, tokenizer, info
+    return _course_model("bert", budget, progress, recipe, BertRecipe, bert_recipe, _bert_config, BertForPreTraining,
+                         bert_get_batch, bert_pretraining_loss)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -271,11 +256,7 @@ def gpt_corpus(plays: list[Play], tokenizer: WordPieceTokenizer) -> torch.Tensor
     for text in speech_texts(plays):
         ids += tokenizer.convert_tokens_to_ids(tokenizer.tokenize(text)) + [tokenizer.sep_id]
     corpus = torch.tensor(ids, dtype=torch.long)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    torch.save(corpus, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(corpus, tmp))
     return corpus
 
 
@@ -316,26 +297,34 @@ def course_gpt(budget: str | None = None, progress: bool = True, recipe: GPTReci
 
     Same caching and ``info`` as :func:`course_bert`; ``info["final"]`` holds ``val_loss`` and ``val_perplexity``.
     """
-    budget = _check_budget(budget)
-    recipe = gpt_recipe(budget) if recipe is None else recipe
-    if not isinstance(recipe, GPTRecipe):
-        raise TypeError(f"`recipe` should be a GPTRecipe, but got {describe(recipe)}.")
-    tokenizer = shakespeare_wordpiece(recipe.vocab_size)
-
-    def build():
-        model = build_gpt(recipe, tokenizer.vocab_size)
-        get_batch = gpt_get_batch(recipe, tokenizer)
-        history, seconds = _train(model, recipe, get_batch, gpt_loss, progress)
-        return model, history, seconds
-
-    config = _gpt_config(recipe, tokenizer.vocab_size)
-    model, info = _cached("gpt", budget, recipe, build, lambda: GPT(config), config, tokenizer)
-    return model, tokenizer, info
+    return _course_model("gpt", budget, progress, recipe, GPTRecipe, gpt_recipe, _gpt_config, GPT,
+                         gpt_get_batch, gpt_loss)
 
 
 # --------------------------------------------------------------------------------------------------
 # Training and the cache
 # --------------------------------------------------------------------------------------------------
+
+def _course_model(name: str, budget: str | None, progress: bool, recipe, recipe_type: type, default_recipe: Callable,
+                  make_config: Callable, model_type: type, make_get_batch: Callable, loss_fn: Callable):
+    """What :func:`course_bert` and :func:`course_gpt` share: ``(model, tokenizer, info)`` from the cache, or
+    trained (seeded, on the Shakespeare WordPiece vocabulary) and stored there first."""
+    budget = _check_budget(budget)
+    recipe = default_recipe(budget) if recipe is None else recipe
+    if not isinstance(recipe, recipe_type):
+        raise TypeError(f"`recipe` should be a {recipe_type.__name__}, but got {describe(recipe)}.")
+    tokenizer = shakespeare_wordpiece(recipe.vocab_size)
+    config = make_config(recipe, tokenizer.vocab_size)
+
+    def build():
+        torch.manual_seed(recipe.seed)                          # as build_bert / build_gpt
+        model = model_type(config)
+        history, seconds = _train(model, recipe, make_get_batch(recipe, tokenizer), loss_fn, progress)
+        return model, history, seconds
+
+    model, info = _cached(name, budget, recipe, build, lambda: model_type(config), config, tokenizer)
+    return model, tokenizer, info
+
 
 def _train(model, recipe, get_batch, loss_fn, progress: bool) -> tuple[History, float]:
     config = TrainConfig(steps=recipe.steps, lr=recipe.lr, warmup_steps=recipe.warmup_steps,
@@ -440,17 +429,13 @@ def remember_bert(model: BertForPreTraining, history: History, train_seconds: fl
 
 def _save(folder: Path, model, info: dict, model_config, tokenizer: WordPieceTokenizer) -> None:
     """Write weights, config and info into a temporary folder, then rename it: never half a cache entry."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    try:
+    def write(tmp: Path) -> None:
         torch.save(model.state_dict(), tmp / "model.pt")
         (tmp / "config.json").write_text(json.dumps(asdict(model_config), indent=1))
         (tmp / "info.json").write_text(json.dumps(info, indent=1))
         (tmp / "vocab.txt").write_text("".join(t + "\n" for t in tokenizer.itos), encoding="utf-8")
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    atomic_write(folder, write, folder=True)
 
 
 def _load(folder: Path, empty_model: Callable) -> tuple[torch.nn.Module, dict]:
@@ -476,11 +461,3 @@ def _lock(path: Path):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)

@@ -18,6 +18,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
 
+from .validation import is_int
+
 GENRES = ("comedies", "histories", "problems", "roman", "romances", "tragedies")
 SENTIMENT_SOURCES = ("imdb", "rotten_tomatoes")
 SENTIMENT_SPLITS = ("train", "validation", "test")
@@ -284,7 +286,7 @@ def parse_play(markdown: str, slug: str = "", genre: str = "") -> Play:
                 continue
             if _CAPS_LINE.match(line):
                 # Stray capitals: labels, running headers and speaker names broken over two lines.
-                following = next((l.strip() for l in lines[i:] if l.strip()), "")
+                following = next((rest.strip() for rest in lines[i:] if rest.strip()), "")
                 if line.startswith("OF ") and build.speech is not None:  # "**ANTIPHOLUS**" ... "OF EPHESUS"
                     build.speech["speaker"] += " " + line
                 elif line == "EPILOGUE":            # Henry IV Part 2, Henry V, Henry VIII, The Tempest
@@ -298,7 +300,7 @@ def parse_play(markdown: str, slug: str = "", genre: str = "") -> Play:
                 else:
                     build.add_line(line)
                 continue
-            if line == "Ghost" and _SPEAKER.match(next((l.strip() for l in lines[i:] if l.strip()), "")):
+            if line == "Ghost" and _SPEAKER.match(next((rest.strip() for rest in lines[i:] if rest.strip()), "")):
                 speaker_prefix = "GHOST "           # Richard III: "Ghost" / "**OF PRINCE EDWARD**"
                 continue
             if _LABEL_LINE.match(line):             # "SONG.", "THE SONG.", "DUMB SHOW."
@@ -444,7 +446,7 @@ def _split(source: str, seed: int) -> dict[str, tuple[Example, ...]]:
 def _check_sentiment_args(source: str, seed) -> None:
     if source not in SENTIMENT_SOURCES:
         raise ValueError(f"source should be one of {', '.join(SENTIMENT_SOURCES)}, but got {source!r}.")
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    if not is_int(seed):
         raise TypeError(f"seed should be an int, but got {type(seed).__name__} {seed!r}.")
 
 

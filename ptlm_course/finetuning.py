@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .validation import describe
+from .validation import describe, is_int
 
 __all__ = [
     "freeze", "unfreeze", "freeze_encoder", "count_parameters", "parameter_summary",
@@ -84,7 +84,7 @@ def freeze_encoder(model: nn.Module, train_top_layers: int = 0) -> nn.Module:
     """
     body, blocks, top = _body_and_top(model)
     n = len(blocks)
-    if isinstance(train_top_layers, bool) or not isinstance(train_top_layers, int) or not 0 <= train_top_layers <= n:
+    if not is_int(train_top_layers) or not 0 <= train_top_layers <= n:
         raise ValueError(f"`train_top_layers` should be an integer in [0, {n}] (the model has {n} blocks), "
                          f"but got {describe(train_top_layers)}.")
     unfreeze(model)                                    # start from a clean slate: a second call can unfreeze
@@ -106,7 +106,7 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 def parameter_summary(model: nn.Module, depth: int = 1) -> str:
     """A table of parameters per sub-module down to ``depth`` levels (total and trainable), and the totals."""
     _expect_module(model, "model")
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+    if not is_int(depth) or depth < 1:
         raise ValueError(f"`depth` should be a positive integer, but got {describe(depth)}.")
     rows, seen = [], set()
     for name, module in model.named_modules():
@@ -138,7 +138,7 @@ def _texts_and_labels(examples) -> tuple[list[str], list[int]]:
     for i, ex in enumerate(examples):
         text, label = (ex.text, ex.label) if hasattr(ex, "text") and hasattr(ex, "label") else (
             ex if isinstance(ex, (tuple, list)) and len(ex) == 2 else (None, None))
-        if not isinstance(text, str) or isinstance(label, bool) or not isinstance(label, int):
+        if not isinstance(text, str) or not is_int(label):
             raise TypeError(f"`examples[{i}]` should be an Example(text, label) or a (str, int) pair, "
                             f"but got {describe(ex)}.")
         texts.append(text)
@@ -155,13 +155,13 @@ def encode_examples(examples, tokenizer, max_length: int, pad_id: int | None = N
     with ``pad_id`` (default: ``tokenizer.pad_id``).
     """
     texts, labels = _texts_and_labels(examples)
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 3:
+    if not is_int(max_length) or max_length < 3:
         raise ValueError(f"`max_length` should be an integer >= 3, but got {describe(max_length)}.")
     if hasattr(tokenizer, "batch_encode"):
         enc = tokenizer.batch_encode(texts, max_length=max_length, padding=True, truncation=True)
     elif hasattr(tokenizer, "encode"):
         pad_id = getattr(tokenizer, "pad_id", None) if pad_id is None else pad_id
-        if isinstance(pad_id, bool) or not isinstance(pad_id, int):
+        if not is_int(pad_id):
             raise ValueError("This tokenizer has no `pad_id`: pass `pad_id=` (for GPT-2, the end-of-text id "
                              f"is the usual choice), but got {describe(pad_id)}.")
         rows = [tokenizer.encode(t)[:max_length] or [pad_id] for t in texts]     # an empty text keeps one token
@@ -205,7 +205,7 @@ def make_get_batch(train_data: dict, val_data: dict | None = None, batch_size: i
     sizes = {"train": _check_encoded(train_data, "train_data")}
     if val_data is not None:
         sizes["val"] = _check_encoded(val_data, "val_data")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+    if not is_int(batch_size) or batch_size <= 0:
         raise ValueError(f"`batch_size` should be a positive integer, but got {describe(batch_size)}.")
 
     def get_batch(split: str, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -243,7 +243,7 @@ def predict(model: nn.Module, encoded: dict, batch_size: int = 128) -> tuple[tor
     """(predicted class ids (N,), class probabilities (N, K)) for every example, in eval mode without
     gradients, on the model's device; the model's train/eval mode is restored afterwards. Both on the CPU."""
     n = _check_encoded(encoded, "encoded")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+    if not is_int(batch_size) or batch_size <= 0:
         raise ValueError(f"`batch_size` should be a positive integer, but got {describe(batch_size)}.")
     device = next(model.parameters()).device
     was_training = model.training
@@ -281,11 +281,12 @@ def make_eval_fn(encoded: dict, batch_size: int = 128) -> Callable[[nn.Module], 
 
 def _check_tagged(examples) -> None:
     if isinstance(examples, (str, bytes)) or not isinstance(examples, Sequence) or len(examples) == 0:
-        raise TypeError(f"`examples` should be a non-empty list of (words, labels) pairs, but got {describe(examples)}.")
+        raise TypeError(f"`examples` should be a non-empty list of (words, labels) pairs, "
+                        f"but got {describe(examples)}.")
     for i, ex in enumerate(examples):
         ok = isinstance(ex, (tuple, list)) and len(ex) == 2 and isinstance(ex[0], (list, tuple))
         if not ok or len(ex[0]) != len(ex[1]) or not all(isinstance(w, str) for w in ex[0]) \
-                or any(isinstance(k, bool) or not isinstance(k, int) or k < 0 for k in ex[1]):
+                or any(not is_int(k) or k < 0 for k in ex[1]):
             raise TypeError(f"`examples[{i}]` should be (words, labels): a list of strings and as many label "
                             f"ids (ints >= 0), but got {describe(ex)}.")
 
@@ -298,7 +299,7 @@ def encode_tagged(examples, tokenizer, max_length: int) -> dict[str, torch.Tenso
     (no loss, no score), as do [CLS], [SEP] and padding. Words that do not fit in ``max_length`` are cut.
     """
     _check_tagged(examples)
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 3:
+    if not is_int(max_length) or max_length < 3:
         raise ValueError(f"`max_length` should be an integer >= 3, but got {describe(max_length)}.")
     if not hasattr(tokenizer, "tokenize") or not hasattr(tokenizer, "cls_id"):
         raise TypeError(f"`tokenizer` should be a WordPieceTokenizer, but got {describe(tokenizer)}.")

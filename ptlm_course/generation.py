@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from .validation import describe, expect_floating, expect_tensor
+from .validation import describe, expect_floating, expect_tensor, is_int, is_number
 
 __all__ = ["apply_temperature", "top_k_filter", "top_p_filter", "sample_next", "generate"]
 
@@ -30,7 +30,7 @@ def _expect_logits(logits) -> torch.Tensor:
 
 
 def _check_temperature(temperature) -> float:
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+    if not is_number(temperature):
         raise TypeError(f"`temperature` should be a positive number, but got {describe(temperature)}.")
     if not temperature > 0:
         raise ValueError(f"`temperature` should be > 0, but got {temperature}. For the most likely token "
@@ -39,13 +39,13 @@ def _check_temperature(temperature) -> float:
 
 
 def _check_top_k(k) -> int:
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+    if not is_int(k) or k < 1:
         raise ValueError(f"`top_k` should be an integer >= 1 (how many tokens to keep), but got {describe(k)}.")
     return k
 
 
 def _check_top_p(p) -> float:
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 < p <= 1.0:
+    if not is_number(p) or not 0.0 < p <= 1.0:
         raise ValueError(f"`top_p` should be a probability in (0, 1] (1 keeps every token), but got {describe(p)}.")
     return float(p)
 
@@ -116,7 +116,7 @@ def generate(model, idx: torch.Tensor, max_new_tokens: int, temperature: float =
     early once every sequence has finished.
     """
     expect_tensor(idx, "idx", 2, "(B, T) of token ids")
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+    if not is_int(max_new_tokens) or max_new_tokens < 0:
         raise ValueError(f"`max_new_tokens` should be a non-negative integer, but got {describe(max_new_tokens)}.")
     if not greedy:                                  # check the settings once, before the loop
         _check_temperature(temperature)

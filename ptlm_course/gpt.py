@@ -26,7 +26,7 @@ from .attention import KVCache
 from .bert import ClassificationOutput, _expect_labels
 from .hf_checkpoint import read_hf_checkpoint
 from .transformer import TransformerBlock
-from .validation import describe, expect_ids_in_vocab, expect_tensor
+from .validation import describe, expect_ids_in_vocab, expect_tensor, is_int, is_number
 
 __all__ = ["GPTConfig", "GPT", "GPTForSequenceClassification"]
 
@@ -46,12 +46,12 @@ class GPTConfig:
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            if not is_int(value) or value <= 0:
                 raise ValueError(f"GPTConfig.{name} should be a positive integer, but got {describe(value)}.")
         if self.n_embd % self.n_head:
             raise ValueError(f"GPTConfig.n_embd ({self.n_embd}) should be divisible by n_head ({self.n_head}) "
                              "so that every head gets n_embd / n_head channels, but it is not.")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) \
+        if not is_number(self.dropout) \
                 or not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"GPTConfig.dropout should be a probability in [0, 1), but got {describe(self.dropout)}.")
 
@@ -282,9 +282,9 @@ class GPTForSequenceClassification(nn.Module):
 
     def __init__(self, config: GPTConfig, num_labels: int = 2, pad_id: int | None = None):
         super().__init__()
-        if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels <= 0:
+        if not is_int(num_labels) or num_labels <= 0:
             raise ValueError(f"`num_labels` should be a positive integer, but got {describe(num_labels)}.")
-        if pad_id is not None and (isinstance(pad_id, bool) or not isinstance(pad_id, int)
+        if pad_id is not None and (not is_int(pad_id)
                                    or not 0 <= pad_id < config.vocab_size):
             raise ValueError(f"`pad_id` should be None or a token id in [0, {config.vocab_size - 1}], "
                              f"but got {describe(pad_id)}.")

@@ -396,7 +396,7 @@ def _probe_userns() -> str:
 _KEEP_PYTHON = r"""IFS='
 '
 for K in $PTLM_GRADE_KEEP; do D="$P${K#/tmp}"; mkdir -p "$D"; mount --rbind "$K" "$D"; mount -o remount,bind,ro "$D" || true; done
-unset IFS"""
+unset IFS"""  # noqa: E501 (a shell loop, kept on one line)
 
 
 def _python_under_tmp() -> str:

@@ -21,7 +21,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from .validation import describe
+from .validation import describe, is_int, is_number
 
 __all__ = ["LoRALinear", "apply_lora", "merge_lora"]
 
@@ -37,11 +37,11 @@ class LoRALinear(nn.Module):
         super().__init__()
         if not isinstance(base, nn.Linear):
             raise TypeError(f"LoRALinear wraps an nn.Linear layer, but got {describe(base)}.")
-        if isinstance(rank, bool) or not isinstance(rank, int) or rank <= 0:
+        if not is_int(rank) or rank <= 0:
             raise ValueError(f"`rank` should be a positive integer, but got {describe(rank)}.")
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha <= 0:
+        if not is_number(alpha) or alpha <= 0:
             raise ValueError(f"`alpha` should be a positive number, but got {describe(alpha)}.")
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+        if not is_number(dropout) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"`dropout` should be a probability in [0, 1), but got {describe(dropout)}.")
         self.base = base
         self.base.requires_grad_(False)                          # the pretrained weights stay as they are

@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from .validation import describe, expect_floating, expect_tensor
+from .validation import describe, expect_floating, expect_tensor, is_int, is_number
 
 __all__ = [
     "perplexity", "masked_accuracy", "accuracy", "confusion_matrix", "precision_recall_f1",
@@ -26,7 +26,7 @@ def perplexity(mean_loss) -> float:
         if mean_loss.numel() != 1:
             raise ValueError(f"`mean_loss` should be one number (the mean loss), but got {describe(mean_loss)}.")
         mean_loss = mean_loss.item()
-    if isinstance(mean_loss, bool) or not isinstance(mean_loss, (int, float)):
+    if not is_number(mean_loss):
         raise TypeError(f"`mean_loss` should be a number (the mean cross-entropy), but got {describe(mean_loss)}.")
     if mean_loss < 0:
         raise ValueError(f"`mean_loss` should be a cross-entropy, which is never negative, but got {mean_loss!r}.")
@@ -95,7 +95,7 @@ def _as_class_ids(x, name: str, num_classes: int) -> torch.Tensor:
 
 
 def _check_pair(preds, labels, num_classes) -> tuple[torch.Tensor, torch.Tensor]:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+    if not is_int(num_classes) or num_classes < 2:
         raise ValueError(f"`num_classes` should be an integer >= 2, but got {describe(num_classes)}.")
     preds, labels = _as_class_ids(preds, "preds", num_classes), _as_class_ids(labels, "labels", num_classes)
     if preds.shape != labels.shape:
@@ -158,7 +158,8 @@ def classification_report(preds, labels, num_classes: int, class_names=None) -> 
         class_names = [str(k) for k in range(num_classes)] if isinstance(num_classes, int) else None
     cm = confusion_matrix(preds, labels, num_classes)
     if len(class_names) != num_classes:
-        raise ValueError(f"`class_names` should have one name per class ({num_classes}), but got {describe(class_names)}.")
+        raise ValueError(f"`class_names` should have one name per class ({num_classes}), "
+                         f"but got {describe(class_names)}.")
     precision, recall, f1, support = _per_class(cm)
     per_class = {str(name): {"precision": p.item(), "recall": r.item(), "f1": f.item(), "support": int(s)}
                  for name, p, r, f, s in zip(class_names, precision, recall, f1, support)}

@@ -19,7 +19,7 @@ from typing import Iterable, NamedTuple, Sequence
 import torch
 
 from .data import Play
-from .validation import describe, expect_ids_in_vocab, expect_positive_int, expect_tensor
+from .validation import describe, expect_ids_in_vocab, expect_positive_int, expect_tensor, is_int, is_number
 
 __all__ = [
     "IGNORE_INDEX", "causal_lm_batch", "causal_lm_blocks", "mask_tokens",
@@ -82,7 +82,7 @@ def _as_special_tensor(special_ids, vocab_size: int) -> torch.Tensor:
         raise TypeError(f"`special_ids` should be a collection of token ids such as {{0, 101, 102, 103}}, "
                         f"but got {describe(special_ids)}.")
     special_ids = sorted(set(special_ids))
-    if any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < vocab_size for i in special_ids):
+    if any(not is_int(i) or not 0 <= i < vocab_size for i in special_ids):
         raise ValueError(f"`special_ids` should be integer ids in [0, {vocab_size - 1}], but got {special_ids}.")
     if len(special_ids) >= vocab_size:
         raise ValueError(f"every id in the vocabulary ({vocab_size}) is special, so no random replacement is left.")
@@ -102,10 +102,10 @@ def mask_tokens(input_ids: torch.Tensor, special_ids, vocab_size: int, mask_id: 
     expect_positive_int(vocab_size, "vocab_size")
     expect_ids_in_vocab(input_ids, vocab_size, "input_ids")
     expect_tensor(input_ids, "input_ids", 2, "(B, T)")
-    if isinstance(mask_id, bool) or not isinstance(mask_id, int) or not 0 <= mask_id < vocab_size:
+    if not is_int(mask_id) or not 0 <= mask_id < vocab_size:
         raise ValueError(f"`mask_id` should be the [MASK] token's id in [0, {vocab_size - 1}], "
                          f"but got {describe(mask_id)}.")
-    if isinstance(mask_prob, bool) or not isinstance(mask_prob, (int, float)) or not 0.0 <= mask_prob <= 1.0:
+    if not is_number(mask_prob) or not 0.0 <= mask_prob <= 1.0:
         raise ValueError(f"`mask_prob` should be a probability in [0, 1], but got {describe(mask_prob)}.")
     special = _as_special_tensor(special_ids, vocab_size)
     protected = torch.isin(input_ids, special.to(input_ids.device))               # (B, T) never chosen
@@ -182,7 +182,7 @@ def make_nsp_examples(plays: Sequence[Play], n: int, generator: torch.Generator 
         raise ValueError(f"`plays` should hold at least 2 plays (random segments come from another play), "
                          f"but it holds {len(plays)}.")
     expect_positive_int(n, "n")
-    if isinstance(generator, int) and not isinstance(generator, bool):
+    if is_int(generator):
         generator = torch.Generator().manual_seed(generator)
     if not isinstance(generator, torch.Generator):
         raise TypeError(f"`generator` should be a torch.Generator or an int seed, but got {describe(generator)}.")
@@ -229,7 +229,8 @@ def encode_nsp_batch(examples: Sequence[NSPExample], tokenizer, max_length: int)
 
 
 def bert_pretraining_batch(examples: Sequence[NSPExample], tokenizer, max_length: int,
-                           generator: torch.Generator | None = None, mask_prob: float = 0.15) -> dict[str, torch.Tensor]:
+                           generator: torch.Generator | None = None,
+                           mask_prob: float = 0.15) -> dict[str, torch.Tensor]:
     """NSP encoding plus MLM masking: the keyword arguments of ``BertForPreTraining``:
     ``input_ids`` (masked), ``token_type_ids``, ``attention_mask``, ``mlm_labels`` (B, T), ``nsp_labels`` (B,)."""
     batch = encode_nsp_batch(examples, tokenizer, max_length)

@@ -18,7 +18,7 @@ import torch
 
 from . import metrics
 from .data import Play
-from .validation import describe
+from .validation import describe, is_int
 
 __all__ = ["MARKS", "LABELS", "punctuation_example", "punctuation_examples", "punctuation_splits",
            "restore_punctuation", "mark_f1"]
@@ -55,7 +55,7 @@ def punctuation_example(text: str) -> tuple[list[str], list[int]]:
 def punctuation_examples(plays: list[Play], max_words: int = 40) -> list[tuple[list[str], list[int]]]:
     """Every speech of ``plays`` as examples of at most ``max_words`` words (long speeches are cut into
     consecutive pieces), in order."""
-    if isinstance(max_words, bool) or not isinstance(max_words, int) or max_words < 1:
+    if not is_int(max_words) or max_words < 1:
         raise ValueError(f"`max_words` should be a positive integer, but got {describe(max_words)}.")
     examples = []
     for play in plays:
@@ -74,7 +74,7 @@ def punctuation_splits(max_words: int = 40, seed: int = 0, n_test: int | None = 
     the same for every ``seed``; None: every passage)."""
     from .course_models import split_plays                      # the held-out split of notebooks 06-08
 
-    if n_test is not None and (isinstance(n_test, bool) or not isinstance(n_test, int) or n_test < 1):
+    if n_test is not None and (not is_int(n_test) or n_test < 1):
         raise ValueError(f"`n_test` should be a positive integer or None, but got {describe(n_test)}.")
     train_plays, held_out = split_plays()
     train = punctuation_examples(train_plays, max_words)

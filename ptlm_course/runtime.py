@@ -4,12 +4,16 @@ from __future__ import annotations
 import os
 import platform
 import random
+import shutil
 import sys
+import tempfile
 from pathlib import Path
-from typing import TypeVar
+from typing import Callable, TypeVar
 
 import numpy as np
 import torch
+
+from .validation import is_int
 
 BUDGETS = ("small", "full")
 T = TypeVar("T")
@@ -85,9 +89,31 @@ def cache_dir(create: bool = True) -> Path:
     return path
 
 
+def atomic_write(path, write: Callable[[Path], object], folder: bool = False) -> None:
+    """Create ``path`` (a file, or a folder with ``folder=True``) by calling ``write(tmp)`` on a temporary path
+    beside it, then renaming it into place: a reader, or a crash, never sees half of it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if folder:
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    else:
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        tmp = Path(name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)          # atomic on POSIX and Windows (same file system)
+    except BaseException:
+        if folder:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
 def seed_everything(seed: int = 0) -> torch.Generator:
     """Seed Python, NumPy and PyTorch (all devices); returns a CPU generator seeded the same way."""
-    if not isinstance(seed, int) or isinstance(seed, bool):
+    if not is_int(seed):
         raise TypeError(f"seed should be an int, but got {type(seed).__name__} {seed!r}.")
     random.seed(seed)
     np.random.seed(seed % 2**32)

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import random
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,8 +27,8 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from . import distributed
-from .runtime import get_device, seed_everything
-from .validation import describe
+from .runtime import atomic_write, get_device, seed_everything
+from .validation import describe, is_int, is_number
 
 __all__ = [
     "param_groups", "make_optimizer", "warmup_cosine", "make_scheduler", "TrainConfig", "History",
@@ -54,7 +52,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"`model` should be a torch.nn.Module, but got {describe(model)}.")
-    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or weight_decay < 0:
+    if not is_number(weight_decay) or weight_decay < 0:
         raise ValueError(f"`weight_decay` should be a number >= 0, but got {describe(weight_decay)}.")
     embedding_ids = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
     decay, no_decay = {"names": [], "params": []}, {"names": [], "params": []}
@@ -70,7 +68,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.01,
                    betas: tuple[float, float] = (0.9, 0.999), fused: bool | None = None) -> torch.optim.AdamW:
     """AdamW over :func:`param_groups`. ``fused=None`` uses PyTorch's fused kernel when the model is on CUDA."""
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr <= 0:
+    if not is_number(lr) or lr <= 0:
         raise ValueError(f"`lr` should be a positive number, but got {describe(lr)}.")
     groups = param_groups(model, weight_decay)
     if fused is None:
@@ -85,7 +83,7 @@ def warmup_cosine(step: int, max_lr: float, warmup_steps: int, total_steps: int,
     at lr 0); then a half cosine falls from max_lr (at step warmup_steps) to min_lr (at step total_steps)
     and stays there. Plain floats in and out, so ``[warmup_cosine(s, ...) for s in range(n)]`` plots it.
     """
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+    if not is_int(step) or step < 0:
         raise ValueError(f"`step` should be an integer >= 0, but got {describe(step)}.")
     _check_schedule(warmup_steps, total_steps)
     if not 0 <= min_lr <= max_lr:
@@ -97,9 +95,9 @@ def warmup_cosine(step: int, max_lr: float, warmup_steps: int, total_steps: int,
 
 
 def _check_schedule(warmup_steps, total_steps) -> None:
-    if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps <= 0:
+    if not is_int(total_steps) or total_steps <= 0:
         raise ValueError(f"The number of steps should be a positive integer, but got {describe(total_steps)}.")
-    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or not 0 <= warmup_steps <= total_steps:
+    if not is_int(warmup_steps) or not 0 <= warmup_steps <= total_steps:
         raise ValueError(f"warmup_steps should be an integer in [0, steps = {total_steps}], "
                          f"but got {describe(warmup_steps)}.")
 
@@ -134,13 +132,13 @@ class EarlyStopping:
     """
 
     def __init__(self, patience: int, mode: str = "min", min_delta: float = 0.0):
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+        if not is_int(patience) or patience < 1:
             raise ValueError(f"`patience` should be an integer >= 1 (evaluations without improvement "
                              f"before stopping), but got {describe(patience)}.")
         if mode not in ("min", "max"):
             raise ValueError(f"`mode` should be 'min' (e.g. a loss) or 'max' (e.g. an accuracy), "
                              f"but got {describe(mode)}.")
-        if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) or not min_delta >= 0:
+        if not is_number(min_delta) or not min_delta >= 0:
             raise ValueError(f"`min_delta` should be a number >= 0, but got {describe(min_delta)}.")
         self.patience, self.mode, self.min_delta = patience, mode, float(min_delta)
         self.best: float | None = None     # the best value so far
@@ -256,7 +254,7 @@ class TrainConfig:
             if getattr(self, name) is not None:
                 _expect_int(self, name, minimum=1)
         _expect_int(self, "seed", minimum=None)
-        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or self.lr <= 0:
+        if not is_number(self.lr) or self.lr <= 0:
             raise ValueError(f"TrainConfig.lr should be a positive number, but got {describe(self.lr)}.")
         if not 0 <= self.min_lr <= self.lr:
             raise ValueError(f"TrainConfig.min_lr should be in [0, lr = {self.lr}], but got {describe(self.min_lr)}.")
@@ -277,7 +275,7 @@ class TrainConfig:
 
 def _expect_int(config, name: str, minimum: int | None) -> None:
     value = getattr(config, name)
-    if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
+    if not is_int(value) or (minimum is not None and value < minimum):
         wanted = "an integer" if minimum is None else f"an integer >= {minimum}"
         raise ValueError(f"TrainConfig.{name} should be {wanted}, but got {describe(value)}.")
 
@@ -388,8 +386,6 @@ def save_checkpoint(path, model: nn.Module, optimizer, scheduler, step: int, his
     if not distributed.is_main_process():                 # under torchrun rank 0 writes, the others wait
         distributed.barrier()
         return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         "model": distributed.unwrap_model(model).state_dict(),   # no DDP "module." prefix: loads anywhere
         "optimizer": optimizer.state_dict(),
@@ -402,14 +398,7 @@ def save_checkpoint(path, model: nn.Module, optimizer, scheduler, step: int, his
         "config": _config_dict(config) if config else None,
         "early_stopping": early_stopping,
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)          # atomic on POSIX and Windows (same file system)
-    except BaseException:
-        os.remove(tmp)
-        raise
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
     distributed.barrier()
 
 

@@ -88,7 +88,8 @@ def label_budget_curve(config: BertConfig, pretrained_body: dict, splits: dict, 
         raise TypeError(f"`pretrained_body` should be a BERT state dict, but got {describe(pretrained_body)}.")
     seeds, budgets = list(seeds), list(budgets)
     if not seeds or not budgets:
-        raise ValueError(f"`budgets` and `seeds` should be non-empty, but got {describe(budgets)} and {describe(seeds)}.")
+        raise ValueError(f"`budgets` and `seeds` should be non-empty, "
+                         f"but got {describe(budgets)} and {describe(seeds)}.")
     val = encode_tagged(splits["validation"], tokenizer, recipe.max_length)
     test = encode_tagged(splits["test"], tokenizer, recipe.max_length)
     rows = []
@@ -101,7 +102,8 @@ def label_budget_curve(config: BertConfig, pretrained_body: dict, splits: dict, 
             val_scores = {lr: score_tagger(model, val) for lr, model in tuning.items()}
             best_lr = max(recipe.lr_grid, key=val_scores.get)
             for s in seeds:
-                model = tuning[best_lr] if s == first else fine_tune_tagger(config, body, subsets[s], best_lr, s, recipe)
+                model = (tuning[best_lr] if s == first
+                         else fine_tune_tagger(config, body, subsets[s], best_lr, s, recipe))
                 rows.append({"labels": n, "start": start, "seed": s, "lr": best_lr,
                              "score": score_tagger(model, test)})
             scores = [r["score"] for r in rows[-len(seeds):]]

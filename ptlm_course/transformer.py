@@ -15,7 +15,7 @@ import torch.nn as nn
 
 from .attention import MultiHeadAttention
 from .validation import (describe, expect_floating, expect_module_dtype, expect_positive_int, expect_size,
-                         expect_tensor)
+                         expect_tensor, is_number)
 
 __all__ = ["ACTIVATIONS", "make_activation", "FeedForward", "TransformerBlock"]
 
@@ -34,7 +34,7 @@ def make_activation(name: str) -> nn.Module:
 
 
 def _expect_probability(p, name: str) -> float:
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+    if not is_number(p) or not 0.0 <= p < 1.0:
         raise ValueError(f"`{name}` should be a probability in [0, 1), but got {describe(p)}.")
     return float(p)
 
@@ -93,7 +93,8 @@ class TransformerBlock(nn.Module):
                  attention_dropout: float | None = None, ffn_dropout: float | None = None):
         super().__init__()
         dropout = _expect_probability(dropout, "dropout")
-        attention_dropout = dropout if attention_dropout is None else _expect_probability(attention_dropout, "attention_dropout")
+        attention_dropout = (dropout if attention_dropout is None
+                             else _expect_probability(attention_dropout, "attention_dropout"))
         ffn_dropout = dropout if ffn_dropout is None else _expect_probability(ffn_dropout, "ffn_dropout")
         self.d_model, self.norm_first, self.causal = d_model, bool(norm_first), bool(causal)
         self.attn = MultiHeadAttention(d_model, n_heads, dropout=attention_dropout, bias=bias)

@@ -15,6 +15,16 @@ def describe(x) -> str:
     return f"{type(x).__name__} {x!r}"
 
 
+def is_int(x) -> bool:
+    """True for a Python int, False for a bool (which Python counts as an int) and everything else."""
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def is_number(x) -> bool:
+    """True for a Python int or float, False for a bool and everything else."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
 def expect_tensor(x, name: str, ndim: int | Sequence[int] | None = None, layout: str = "") -> torch.Tensor:
     """Check that ``x`` is a tensor with ``ndim`` dimensions; ``layout`` names them, e.g. ``"(B, T, C)"``."""
     what = f" {layout}" if layout else ""
@@ -70,6 +80,6 @@ def expect_ids_in_vocab(ids: torch.Tensor, vocab_size: int, name: str = "ids") -
 
 
 def expect_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    if not is_int(value) or value <= 0:
         raise ValueError(f"`{name}` should be a positive integer, but got {describe(value)}.")
     return value

@@ -28,6 +28,7 @@ import torch
 
 from .attention import causal_mask, scaled_dot_product_attention
 from .plotting import plot_attention
+from .validation import is_int
 
 __all__ = [
     "AttentionExplorer", "build_attention_explorer", "attention_explorer", "word_vectors",
@@ -739,7 +740,7 @@ class TrainingDashboard(_Displayable):
         if mode not in ("auto", "widget", "text"):
             raise ValueError(f"`mode` should be 'auto', 'widget' or 'text', but got {mode!r}.")
         for name, value in (("total_steps", total_steps), ("every", every)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            if value is not None and (not is_int(value) or value < 1):
                 raise ValueError(f"`{name}` should be a positive integer or None, but got {value!r}.")
         if mode == "auto":
             mode = "widget" if widget_frontend() else "text"

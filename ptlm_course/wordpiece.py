@@ -26,7 +26,7 @@ from typing import Sequence
 
 import torch
 
-from .validation import describe
+from .validation import describe, is_int
 
 __all__ = ["WordPieceTokenizer", "normalize", "pre_tokenize", "wordpiece_word", "SPECIAL_TOKENS",
            "train_wordpiece_vocab", "ASCII_ALPHABET"]
@@ -125,7 +125,8 @@ class WordPieceTokenizer:
         vocab = list(vocab)
         missing = [t for t in SPECIAL_TOKENS if t not in vocab]
         if missing:
-            raise ValueError(f"the vocabulary should contain BERT's special tokens {SPECIAL_TOKENS}, but it lacks {missing}.")
+            raise ValueError(f"the vocabulary should contain BERT's special tokens {SPECIAL_TOKENS}, "
+                             f"but it lacks {missing}.")
         self.itos: list[str] = vocab                                    # id -> token
         self.vocab: dict[str, int] = {t: i for i, t in enumerate(vocab)}  # token -> id (a later duplicate wins)
         self.lowercase = lowercase
@@ -217,9 +218,10 @@ class WordPieceTokenizer:
             raise TypeError(f"`ids` should be a list of token ids, but got {describe(ids)}.")
         ids = list(ids)
         for position, i in enumerate(ids):
-            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < self.vocab_size:
+            if not is_int(i) or not 0 <= i < self.vocab_size:
                 raise ValueError(
-                    f"token ids should be integers in [0, {self.vocab_size - 1}], but got {describe(i)} at position {position}."
+                    f"token ids should be integers in [0, {self.vocab_size - 1}], "
+                    f"but got {describe(i)} at position {position}."
                 )
         return ids
 
@@ -255,14 +257,17 @@ class WordPieceTokenizer:
         if isinstance(texts, str) or not isinstance(texts, Sequence):
             raise TypeError(f"`texts` should be a list of strings, but got {describe(texts)}.")
         if text_pairs is not None and (isinstance(text_pairs, str) or len(text_pairs) != len(texts)):
-            raise ValueError(f"`text_pairs` should be a list of {len(texts)} strings (one per text), but got {describe(text_pairs)}.")
+            raise ValueError(f"`text_pairs` should be a list of {len(texts)} strings (one per text), "
+                             f"but got {describe(text_pairs)}.")
         if padding not in (True, False, "longest", "max_length"):
-            raise ValueError(f"`padding` should be True, False, 'longest' or 'max_length', but got {describe(padding)}.")
+            raise ValueError(f"`padding` should be True, False, 'longest' or 'max_length', "
+                             f"but got {describe(padding)}.")
         truncation = max_length is not None if truncation is None else truncation
         if (truncation or padding == "max_length") and max_length is None:
             raise ValueError("truncation and padding='max_length' need `max_length`, but it is None.")
-        if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 3):
-            raise ValueError(f"`max_length` should be an int >= 3 (room for [CLS], [SEP] and a token), but got {describe(max_length)}.")
+        if max_length is not None and (not is_int(max_length) or max_length < 3):
+            raise ValueError(f"`max_length` should be an int >= 3 (room for [CLS], [SEP] and a token), "
+                             f"but got {describe(max_length)}.")
 
         rows, types = [], []
         for k, text in enumerate(texts):
@@ -276,7 +281,8 @@ class WordPieceTokenizer:
 
         lengths = [len(r) for r in rows]
         if padding is False and len(set(lengths)) > 1:
-            raise ValueError(f"without padding all sequences need the same length, but got lengths {sorted(set(lengths))}.")
+            raise ValueError(f"without padding all sequences need the same length, "
+                             f"but got lengths {sorted(set(lengths))}.")
         T = max_length if padding == "max_length" else max(lengths, default=0)
         T = max(T, max(lengths, default=0))
         input_ids = torch.full((len(rows), T), self.pad_id, dtype=torch.long)    # (B, T)
@@ -335,10 +341,10 @@ def train_wordpiece_vocab(texts, vocab_size: int, min_frequency: int = 2, lowerc
 
     if isinstance(texts, str) or not isinstance(texts, Sequence) or not all(isinstance(t, str) for t in texts):
         raise TypeError(f"`texts` should be a list of strings, but got {describe(texts)}.")
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size <= len(SPECIAL_TOKENS):
+    if not is_int(vocab_size) or vocab_size <= len(SPECIAL_TOKENS):
         raise ValueError(f"`vocab_size` should be an int > {len(SPECIAL_TOKENS)} (room beyond the special tokens), "
                          f"but got {describe(vocab_size)}.")
-    if isinstance(min_frequency, bool) or not isinstance(min_frequency, int) or min_frequency < 1:
+    if not is_int(min_frequency) or min_frequency < 1:
         raise ValueError(f"`min_frequency` should be an int >= 1, but got {describe(min_frequency)}.")
 
     word_counts = Counter(w for text in texts for w in pre_tokenize(normalize(text, lowercase)))

@@ -128,12 +128,16 @@ def _error_cases():
         ("not a tensor", ([[1.0]], k, v), {}, TypeError, "`q` should be a torch.Tensor.*got list"),
         ("integer values", (q.long(), k, v), {}, TypeError, "floating-point.*torch.int64"),
         ("d_k mismatch", (torch.randn(2, 5, 4), k, v), {}, ValueError, r"same d_k.*d_k = 4.*d_k = 8"),
-        ("T_k mismatch", (q, k, torch.randn(2, 3, 6)), {}, ValueError, r"same number of positions T_k.*T_k = 7.*T_k = 3"),
+        ("T_k mismatch", (q, k, torch.randn(2, 3, 6)), {}, ValueError,
+         r"same number of positions T_k.*T_k = 7.*T_k = 3"),
         ("batch mismatch", (torch.randn(3, 5, 8), k, v), {}, ValueError, "leading.*should match or broadcast"),
-        ("float 0/1 mask", (q, k, v), {"mask": torch.ones(5, 7)}, TypeError, r"bool tensor with True = may attend.*float32.*mask.bool\(\)"),
+        ("float 0/1 mask", (q, k, v), {"mask": torch.ones(5, 7)}, TypeError,
+         r"bool tensor with True = may attend.*float32.*mask.bool\(\)"),
         ("int mask", (q, k, v), {"mask": torch.ones(5, 7, dtype=torch.long)}, TypeError, "True = may attend.*int64"),
-        ("mask wrong shape", (q, k, v), {"mask": torch.ones(5, 6, dtype=torch.bool)}, ValueError, r"broadcast to.*\(2, 5, 7\).*shape \(5, 6\)"),
-        ("mask adds dims", (q, k, v), {"mask": torch.ones(4, 2, 5, 7, dtype=torch.bool)}, ValueError, r"\(4, 2, 5, 7\)"),
+        ("mask wrong shape", (q, k, v), {"mask": torch.ones(5, 6, dtype=torch.bool)}, ValueError,
+         r"broadcast to.*\(2, 5, 7\).*shape \(5, 6\)"),
+        ("mask adds dims", (q, k, v), {"mask": torch.ones(4, 2, 5, 7, dtype=torch.bool)}, ValueError,
+         r"\(4, 2, 5, 7\)"),
         ("mask is a list", (q, k, v), {"mask": [[True]]}, TypeError, "bool tensor.*got list"),
         ("bad dropout", (q, k, v), {"dropout_p": 1.5}, ValueError, r"\[0, 1\).*1.5"),
     ]
@@ -144,3 +148,27 @@ def test_errors_say_what_was_expected(case):
     _, args, kwargs, error, message = case
     with pytest.raises(error, match=message):
         scaled_dot_product_attention(*args, **kwargs)
+
+
+def test_causal_layers_share_one_mask_and_match_an_explicit_mask():
+    from ptlm_course.attention import MultiHeadAttention, _shared_causal_mask
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(16, 4)
+    for T in (8, 3, 12, 5):                                      # longer, then shorter than the stored mask
+        x = torch.randn(2, T, 16)
+        assert torch.equal(_shared_causal_mask(T, x.device), causal_mask(T))
+        out, weights = mha(x, causal=True)
+        ref_out, ref_weights = mha(x, mask=causal_mask(T))
+        assert torch.equal(out, ref_out) and torch.equal(weights, ref_weights)
+
+
+def test_skipping_the_nan_fix_without_fully_masked_rows_changes_nothing():
+    import ptlm_course.attention as attention
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 6, 4) for _ in range(3))
+    mask = causal_mask(6)
+    out, weights = scaled_dot_product_attention(q, k, v, mask=mask)
+    scores = (q @ k.transpose(-2, -1)) / 2.0
+    expected = torch.softmax(scores.masked_fill(~mask, float("-inf")), -1).masked_fill(~mask, 0.0)
+    assert torch.equal(weights, expected) and torch.equal(out, expected @ v)
+    assert not attention._may_block_whole_rows(~mask) and attention._may_block_whole_rows(~torch.zeros(2, 2).bool())

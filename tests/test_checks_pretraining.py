@@ -439,7 +439,8 @@ def test_differences_next_to_infinities_are_reported_plainly():
     from ptlm_course.checks._core import expect_tensor_like
     inf = float("-inf")
     expected = torch.tensor([inf, 1.0, 2.0, inf], dtype=torch.float64)
-    with pytest.raises(CheckFailed, match=r"at index \(2,\) it is 2\.5, the reference gives 2 \(largest difference 0\.5\)"):
+    message = r"at index \(2,\) it is 2\.5, the reference gives 2 \(largest difference 0\.5\)"
+    with pytest.raises(CheckFailed, match=message):
         expect_tensor_like("demo", torch.tensor([inf, 1.0, 2.5, inf]), expected, "the result")
     with pytest.raises(CheckFailed, match=r"at index \(1,\) it is -inf, the reference gives 1 \(largest difference "
                                           r"infinite: one is ±inf where the other is finite\)"):

@@ -48,7 +48,8 @@ def environment_requirements() -> dict[str, str]:
 def test_same_packages_and_ranges():
     pip, conda = pyproject_requirements(), environment_requirements()
     assert set(pip) == set(conda), (
-        f"only in pyproject.toml: {sorted(set(pip) - set(conda))}; only in environment.yml: {sorted(set(conda) - set(pip))}"
+        f"only in pyproject.toml: {sorted(set(pip) - set(conda))}; "
+        f"only in environment.yml: {sorted(set(conda) - set(pip))}"
     )
     differing = {name: (pip[name], conda[name]) for name in pip if pip[name] != conda[name]}
     assert not differing, f"version ranges differ (pyproject, environment.yml): {differing}"

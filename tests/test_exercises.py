@@ -18,7 +18,8 @@ def is_check_cell(cell) -> bool:
 
 def test_required_exercises_exist():
     numbers = {p.name[:2] for p in SOLUTIONS}
-    assert {"01", "02", "03", "04", "05", "06", "15", "16"} <= numbers, f"solution notebooks found: {[p.name for p in SOLUTIONS]}"
+    assert {"01", "02", "03", "04", "05", "06", "15", "16"} <= numbers, \
+        f"solution notebooks found: {[p.name for p in SOLUTIONS]}"
 
 
 def test_exercises_are_generated_from_solutions():

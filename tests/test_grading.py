@@ -5,10 +5,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-pytestmark = pytest.mark.slow          # about 30 s: eight notebooks, each in its own kernel
-
 from ptlm_course import grading
 from ptlm_course.__main__ import main as cli
+
+pytestmark = pytest.mark.slow          # about 30 s: eight notebooks, each in its own kernel
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "03_attention"

@@ -230,7 +230,8 @@ def test_every_submission_gets_complete_records(process_batch):
     students = {r["student"] for r in rows}
     assert students == {*CHEATS, *DAMAGE, "alice", "zoe", "sam", "\\xff\\xfe", "eve", "fifo", "classy"}
     text = (out / "results.md").read_text(encoding="utf-8")
-    assert f"| \\xff\\xfe | 03_attention | {len(CHECKS)}/{len(CHECKS)} |" in text and text.rstrip().endswith("notebooks.")
+    assert f"| \\xff\\xfe | 03_attention | {len(CHECKS)}/{len(CHECKS)} |" in text
+    assert text.rstrip().endswith("notebooks.")
     assert f"{sum(r['passed'] == 'True' for r in rows)} of {len(rows)} checks passed" in text
 
 

@@ -137,3 +137,24 @@ def test_unwritable_cache_dir_is_explained(monkeypatch, tmp_path):
     monkeypatch.setenv("PTLM_CACHE_DIR", str(blocker / "cache"))
     with pytest.raises(OSError, match="PTLM_CACHE_DIR"):
         cache_dir()
+
+
+def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
+    from ptlm_course.runtime import atomic_write
+    target = tmp_path / "sub" / "file.txt"
+    atomic_write(target, lambda tmp: tmp.write_text("new"))
+    assert target.read_text() == "new"
+
+    def half_then_crash(tmp):
+        tmp.write_text("half")
+        raise RuntimeError("crash")
+    with pytest.raises(RuntimeError, match="crash"):
+        atomic_write(target, half_then_crash)
+    assert target.read_text() == "new" and sorted(p.name for p in target.parent.iterdir()) == ["file.txt"]
+
+    folder = tmp_path / "entry"
+    atomic_write(folder, lambda tmp: (tmp / "a.txt").write_text("a"), folder=True)
+    assert (folder / "a.txt").read_text() == "a"
+    with pytest.raises(RuntimeError, match="crash"):
+        atomic_write(tmp_path / "other", lambda tmp: half_then_crash(tmp / "b.txt"), folder=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["entry", "sub"]

@@ -74,7 +74,7 @@ def test_punctuation_examples_cut_long_speeches_and_keep_every_word():
     from ptlm_course.data import load_play
     play = load_play("hamlet")
     examples = punctuation_examples([play], max_words=10)
-    assert all(1 <= len(w) <= 10 and len(w) == len(l) for w, l in examples)
+    assert all(1 <= len(w) <= 10 and len(w) == len(tags) for w, tags in examples)
     n_words = sum(len(punctuation_example(s.text)[0]) for s in play.speeches)
     assert sum(len(w) for w, _ in examples) == n_words
     with pytest.raises(ValueError, match="max_words"):

@@ -24,7 +24,8 @@ from ptlm_course.course import REPO_URL  # noqa: E402
 BOOK = Path(__file__).resolve().parent / "book"          # conf.py and _static/
 PART = re.compile(r"^\| \*\*(Part [^*]+)\*\* \|", re.M)   # "| **Part 1 · Foundations** | | |" in README's table
 LESSON = re.compile(r"^\| \[`notebooks/(\w+)\.ipynb`\]", re.M)
-EXERCISE_LINK = re.compile(r"\[([^\]]+)\]\(((?:\.\./)?exercises/\w+\.ipynb)\)")   # [`exercises/x.ipynb`](../exercises/x.ipynb)
+# [`exercises/x.ipynb`](../exercises/x.ipynb)
+EXERCISE_LINK = re.compile(r"\[([^\]]+)\]\(((?:\.\./)?exercises/\w+\.ipynb)\)")
 
 
 def colab_url(path: str) -> str:
@@ -112,7 +113,7 @@ def build(out: Path, quiet: bool = True) -> Path:
     try:
         from sphinx.cmd.build import build_main
     except ImportError:
-        raise SystemExit('The website needs Sphinx and myst-nb: pip install -e ".[book]" (or `make book`).')
+        raise SystemExit('The website needs Sphinx and myst-nb: pip install -e ".[book]" (or `make book`).') from None
     out = Path(out).resolve()
     stage(out / "source")
     args = ["-b", "html", "-W", "--keep-going", "-d", str(out / "doctrees"), str(out / "source"), str(out / "html")]

@@ -69,7 +69,8 @@ def surface_baseline(train_pairs, val_pairs) -> tuple[float, float]:
 
     optimizer.step(closure)
     with torch.no_grad():
-        accuracy = lambda x, y: ((x @ w + b > 0).float() == y).float().mean().item()
+        def accuracy(x, y):
+            return ((x @ w + b > 0).float() == y).float().mean().item()
         return accuracy(x_tr, y_tr), accuracy(x_va, y_va)
 
 
@@ -109,7 +110,8 @@ def main() -> None:
 
     model = build_bert(recipe, tok.vocab_size)
     started = time.perf_counter()
-    history = train(model, TrainConfig(steps=args.steps, lr=recipe.lr, warmup_steps=min(recipe.warmup_steps, args.steps // 2),
+    history = train(model, TrainConfig(steps=args.steps, lr=recipe.lr,
+                                       warmup_steps=min(recipe.warmup_steps, args.steps // 2),
                                        weight_decay=recipe.weight_decay, eval_every=max(1, args.steps // 4),
                                        eval_batches=args.eval_batches, seed=recipe.seed, progress=False),
                     get_batch, nsp_only_loss)

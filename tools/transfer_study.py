@@ -118,7 +118,8 @@ def punctuation_study(args) -> None:
                               args.budgets, seeds, TaggerRecipe(steps=args.finetune_steps or TaggerRecipe.steps))
     print(f"{time.perf_counter() - started:.0f} s")
     for (n, start), s in summarise(rows).items():
-        print(f"{n:>6} labels {start:>10}: mean {s['mean']:.3f} (min {s['min']:.3f}, max {s['max']:.3f}), lr {s['lr']:.0e}")
+        print(f"{n:>6} labels {start:>10}: mean {s['mean']:.3f} (min {s['min']:.3f}, max {s['max']:.3f}), "
+              f"lr {s['lr']:.0e}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"task": "punctuation", "metric": "macro-F1 over the six marks, test plays",

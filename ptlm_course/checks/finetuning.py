@@ -27,7 +27,6 @@ What the student writes, and the check that goes with it:
 """
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn as nn
@@ -342,7 +341,7 @@ def check_lora_linear(lora_class) -> None:
 def _rule(patience, mode, min_delta, values, variant: str = "ok") -> list[bool]:
     """The stop decisions of a reference rule (or of a classic mistake), up to the first True."""
     best, bad, out = None, 0, []
-    for i, v in enumerate(values):
+    for v in values:
         if variant == "start_zero" and best is None:
             best = 0.0                                   # as if 0 were a value already seen
         if variant == "tie_improves":

@@ -351,7 +351,7 @@ _WORDPIECE_MISTAKES = [
 
 _VOCAB = {
     "un", "una", "##aff", "##ffa", "##able", "##ble", "##a", "##b", "##l", "##e", "a", "b", "u", "##n",
-    "play", "##ing", "##in", "##g", "##s", "p", "##l", "##ay", "##y", "pl", "##er", "##ers",
+    "play", "##ing", "##in", "##g", "##s", "p", "##ay", "##y", "pl", "##er", "##ers",
     "token", "##izer", "##ize", "##i", "##z", "##r", "to", "##ken", "##k", "##o", "t", "##t",
     "x", "##x", "hug", "##gi", "##ng", "h", "##u",
 }

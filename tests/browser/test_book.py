@@ -11,7 +11,7 @@ import re
 import threading
 from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import unquote, urljoin, urlparse
+from urllib.parse import unquote, urlparse
 
 import nbformat
 import pytest
@@ -119,7 +119,8 @@ def test_every_page_renders_with_its_plots(site, browser):
             images = page.evaluate("""() => Array.from(document.images).map(img => ({
                 src: img.getAttribute('src'), ok: img.complete && img.naturalWidth > 0,
                 output: !!img.closest('.cell_output')}))""")
-            assert all(i["ok"] for i in images), f"{path}: images that do not load: {[i for i in images if not i['ok']]}"
+            broken = [i for i in images if not i["ok"]]
+            assert not broken, f"{path}: images that do not load: {broken}"
             text = page.locator("article").inner_text()
             if path.startswith("notebooks/"):
                 name = Path(path).stem

@@ -1,0 +1,167 @@
+"""Our GPT against a nanoGPT-style reference: one training step (forward, backward, AdamW), side by side.
+
+    python benchmarks/nanogpt_speed.py [--repeats 60] [--warmup 5] [--threads 1] [--device cpu] [--no-bias]
+
+The setting is nanoGPT's CPU recipe for Shakespeare characters: 4 layers, 4 heads, 128 wide, context 64,
+batch 12, vocabulary 65, no dropout, AdamW. Three models train in one process, in turns (one step each per
+round, the same batch for all), and the median step time of each is kept:
+
+    reference   the GPT nanoGPT's model.py describes, written for this file: pre-LN blocks, one Linear that
+                makes q, k and v at once, PyTorch's F.scaled_dot_product_attention with is_causal=True, a
+                4x GELU MLP, the output head tied to the token embedding
+    readable    ptlm_course.gpt.GPT as the notebooks train it (our readable attention)
+    fused       the same model after ptlm_course.attention.use_fused_attention (PyTorch's attention kernel)
+
+It prints each median and the ratio reference / ours: above 1.0 our step is faster. Both models have the same
+parameter count; biases are on in both (as in GPTConfig; ``--no-bias`` drops them in both, as nanoGPT's
+train.py does by default).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ptlm_course.attention import use_fused_attention
+from ptlm_course.gpt import GPT, GPTConfig
+
+RECIPE = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, vocab_size=65)
+
+
+# --------------------------------------------------------------------------------------------------
+# The reference: a compact GPT in nanoGPT's style
+# --------------------------------------------------------------------------------------------------
+
+class RefAttention(nn.Module):
+    """Causal self-attention with one (C -> 3C) projection for q, k and v and PyTorch's SDPA kernel."""
+
+    def __init__(self, n_embd: int, n_head: int, bias: bool):
+        super().__init__()
+        self.n_head = n_head
+        self.qkv = nn.Linear(n_embd, 3 * n_embd, bias=bias)
+        self.proj = nn.Linear(n_embd, n_embd, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)                                 # 3 x (B, T, C)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, H, T, d)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)           # (B, H, T, d)
+        return self.proj(y.transpose(1, 2).contiguous().view(B, T, C))        # (B, T, C)
+
+
+class RefBlock(nn.Module):
+    def __init__(self, n_embd: int, n_head: int, bias: bool):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(n_embd, bias=bias)
+        self.attn = RefAttention(n_embd, n_head, bias)
+        self.ln2 = nn.LayerNorm(n_embd, bias=bias)
+        self.mlp = nn.Sequential(nn.Linear(n_embd, 4 * n_embd, bias=bias), nn.GELU(),
+                                 nn.Linear(4 * n_embd, n_embd, bias=bias))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x))                                        # (B, T, C)
+        return x + self.mlp(self.ln2(x))                                      # (B, T, C)
+
+
+class RefGPT(nn.Module):
+    def __init__(self, vocab_size: int, block_size: int, n_layer: int, n_head: int, n_embd: int, bias: bool):
+        super().__init__()
+        self.wte = nn.Embedding(vocab_size, n_embd)
+        self.wpe = nn.Embedding(block_size, n_embd)
+        self.blocks = nn.ModuleList(RefBlock(n_embd, n_head, bias) for _ in range(n_layer))
+        self.ln_f = nn.LayerNorm(n_embd, bias=bias)
+        self.head = nn.Linear(n_embd, vocab_size, bias=False)
+        self.head.weight = self.wte.weight                                    # tied
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor):
+        B, T = idx.shape
+        x = self.wte(idx) + self.wpe(torch.arange(T, device=idx.device))      # (B, T, C)
+        for block in self.blocks:
+            x = block(x)
+        logits = self.head(self.ln_f(x))                                      # (B, T, V)
+        return logits, F.cross_entropy(logits.view(B * T, -1), targets.view(B * T))
+
+
+# --------------------------------------------------------------------------------------------------
+# Timing
+# --------------------------------------------------------------------------------------------------
+
+def build_models(bias: bool = True, device: str = "cpu") -> dict[str, nn.Module]:
+    r = RECIPE
+    torch.manual_seed(0)
+    reference = RefGPT(r["vocab_size"], r["block_size"], r["n_layer"], r["n_head"], r["n_embd"], bias)
+    config = GPTConfig(vocab_size=r["vocab_size"], block_size=r["block_size"], n_layer=r["n_layer"],
+                       n_head=r["n_head"], n_embd=r["n_embd"], dropout=0.0, bias=bias)
+    readable, fused = GPT(config), GPT(config)
+    fused.load_state_dict(readable.state_dict())
+    use_fused_attention(fused)
+    return {name: m.to(device).train() for name, m in
+            (("reference", reference), ("readable", readable), ("fused", fused))}
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> float:
+    """One full training step; returns its wall-clock seconds."""
+    if x.is_cuda:
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    optimizer.zero_grad(set_to_none=True)
+    _, loss = model(x, y)
+    loss.backward()
+    optimizer.step()
+    if x.is_cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - started
+
+
+def measure(repeats: int = 60, warmup: int = 5, bias: bool = True, device: str = "cpu") -> dict[str, float]:
+    """Median seconds per training step of each model, the models taking turns every step."""
+    models = build_models(bias, device)
+    optimizers = {name: torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=0.1) for name, m in models.items()}
+    generator = torch.Generator().manual_seed(0)
+    times: dict[str, list[float]] = {name: [] for name in models}
+    r = RECIPE
+    for step in range(warmup + repeats):
+        xy = torch.randint(r["vocab_size"], (r["batch_size"], r["block_size"] + 1), generator=generator).to(device)
+        x, y = xy[:, :-1].contiguous(), xy[:, 1:].contiguous()                # (B, T) each
+        order = list(models) if step % 2 == 0 else list(reversed(models))     # no model always goes first
+        for name in order:
+            seconds = train_step(models[name], optimizers[name], x, y)
+            if step >= warmup:
+                times[name].append(seconds)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=60)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads on the CPU (1 is steadiest)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-bias", dest="bias", action="store_false")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    medians = measure(args.repeats, args.warmup, args.bias, args.device)
+    r = RECIPE
+    print(f"nanoGPT CPU recipe: L={r['n_layer']} H={r['n_head']} C={r['n_embd']} T={r['block_size']} "
+          f"B={r['batch_size']} V={r['vocab_size']}, bias={args.bias}, {args.device}, {args.threads} thread(s), "
+          f"torch {torch.__version__}; median of {args.repeats} steps")
+    ratios = {}
+    for name, seconds in medians.items():
+        ratio = medians["reference"] / seconds
+        if name != "reference":
+            ratios[name] = ratio
+        print(f"  {name:10s} {seconds * 1e3:7.2f} ms/step   reference / ours = {ratio:.2f}x")
+    return ratios
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""benchmarks/nanogpt_speed.py runs, and its reference is a like-for-like GPT (a smoke test; no timing asserted)."""
+import importlib.util
+from pathlib import Path
+
+import torch
+
+PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "nanogpt_speed.py"
+
+
+def load_benchmark():
+    spec = importlib.util.spec_from_file_location("nanogpt_speed", PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reference_matches_our_gpt_in_size_and_trains():
+    bench = load_benchmark()
+    models = bench.build_models()
+    counts = {name: sum(p.numel() for p in m.parameters()) for name, m in models.items()}
+    assert len(set(counts.values())) == 1, counts                 # same parameters: one fused q/k/v = three
+    assert models["readable"].state_dict().keys() == models["fused"].state_dict().keys()
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randint(65, (2, 2, 64), generator=generator)
+    losses = []
+    for name, model in models.items():
+        optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+        first = model(x, y)[1].item()
+        for _ in range(5):
+            bench.train_step(model, optimizer, x, y)
+        losses.append((name, first, model(x, y)[1].item()))
+    chance = torch.log(torch.tensor(65.0)).item()                 # loss of a uniform guess
+    assert all(abs(first - chance) < 0.2 and last < first - 0.1 for _, first, last in losses), losses
+
+
+def test_main_reports_both_ratios(capsys):
+    ratios = load_benchmark().main(["--repeats", "2", "--warmup", "1"])
+    assert set(ratios) == {"readable", "fused"} and all(r > 0 for r in ratios.values())
+    assert "reference / ours" in capsys.readouterr().out
