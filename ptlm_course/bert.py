@@ -16,7 +16,6 @@ Shapes: ``B`` batch, ``T`` positions, ``C`` hidden size, ``V`` vocabulary size.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -24,8 +23,9 @@ import torch.nn.functional as F
 
 from .attention import padding_mask
 from .hf_checkpoint import read_hf_checkpoint
+from .outputs import BertOutput, ClassificationOutput, PreTrainingOutput
 from .transformer import TransformerBlock
-from .validation import describe, expect_ids_in_vocab, expect_tensor, is_int
+from .validation import describe, expect_class_labels, expect_ids_in_vocab, expect_tensor, is_int
 
 __all__ = [
     "BertConfig", "BertOutput", "PreTrainingOutput", "ClassificationOutput",
@@ -99,10 +99,6 @@ class BertConfig:
 # --------------------------------------------------------------------------------------------------
 # The encoder
 # --------------------------------------------------------------------------------------------------
-
-class BertOutput(NamedTuple):
-    last_hidden_state: torch.Tensor        # (B, T, C)
-    pooled: torch.Tensor | None            # (B, C), None for a model built without a pooler
 
 
 class BertEmbeddings(nn.Module):
@@ -211,16 +207,6 @@ def _init_weights(module: nn.Module, std: float) -> None:
 # Heads
 # --------------------------------------------------------------------------------------------------
 
-class PreTrainingOutput(NamedTuple):
-    mlm_logits: torch.Tensor               # (B, T, V)
-    nsp_logits: torch.Tensor               # (B, 2)
-    loss: torch.Tensor | None              # scalar, when labels were given
-
-
-class ClassificationOutput(NamedTuple):
-    logits: torch.Tensor                   # (B, num_labels); (B, T, num_labels) for token classification
-    loss: torch.Tensor | None              # scalar, when labels were given
-
 
 class MaskedLMHead(nn.Module):
     """dense + GELU + LayerNorm, then a decoder that shares its weight with the word embeddings."""
@@ -263,10 +249,10 @@ class BertForPreTraining(nn.Module):
         nsp_logits = self.nsp_head(out.pooled)                        # (B, 2)
         losses = []
         if mlm_labels is not None:
-            _expect_labels(mlm_labels, tuple(input_ids.shape), "mlm_labels", self.config.vocab_size, "(B, T)")
+            expect_class_labels(mlm_labels, tuple(input_ids.shape), "mlm_labels", self.config.vocab_size, "(B, T)")
             losses.append(F.cross_entropy(mlm_logits.flatten(0, 1), mlm_labels.flatten(), ignore_index=-100))
         if nsp_labels is not None:
-            _expect_labels(nsp_labels, (input_ids.shape[0],), "nsp_labels", 2, "(B,)")
+            expect_class_labels(nsp_labels, (input_ids.shape[0],), "nsp_labels", 2, "(B,)")
             losses.append(F.cross_entropy(nsp_logits, nsp_labels))
         loss = sum(losses) if losses else None
         return PreTrainingOutput(mlm_logits, nsp_logits, loss)
@@ -328,7 +314,7 @@ class BertForSequenceClassification(nn.Module):
                                      f"but got {describe(labels)}.")
                 loss = F.mse_loss(logits.squeeze(-1), labels)
             else:
-                _expect_labels(labels, (B,), "labels", self.num_labels, "(B,)")
+                expect_class_labels(labels, (B,), "labels", self.num_labels, "(B,)")
                 loss = F.cross_entropy(logits, labels)
         return ClassificationOutput(logits, loss)
 
@@ -370,7 +356,7 @@ class BertForTokenClassification(nn.Module):
         logits = self.classifier(self.dropout(hidden))                                     # (B, T, K)
         loss = None
         if labels is not None:
-            _expect_labels(labels, tuple(input_ids.shape), "labels", self.num_labels, "(B, T)")
+            expect_class_labels(labels, tuple(input_ids.shape), "labels", self.num_labels, "(B, T)")
             loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
         return ClassificationOutput(logits, loss)
 
@@ -383,19 +369,6 @@ class BertForTokenClassification(nn.Module):
             num_labels = len(hf.get("id2label") or {}) or 2
         state = {k: v for k, v in state.items() if not _strip_prefix(k).startswith("pooler.")}
         return _load_into(cls(config, num_labels), state, path, strict)
-
-
-def _expect_labels(labels, shape: tuple, name: str, n_classes: int, layout: str) -> None:
-    """Integer class labels of ``shape`` in [0, n_classes), -100 allowed (= ignore)."""
-    expect_tensor(labels, name, len(shape), layout)
-    if tuple(labels.shape) != shape:
-        raise ValueError(f"`{name}` should have shape {layout} = {shape}, but got {describe(labels)}.")
-    if labels.is_floating_point() or labels.dtype == torch.bool:
-        raise TypeError(f"`{name}` should hold integer class ids (torch.long), but its dtype is {labels.dtype}.")
-    bad = labels[((labels < 0) | (labels >= n_classes)) & (labels != -100)]
-    if bad.numel():
-        raise ValueError(f"`{name}` should hold ids in [0, {n_classes - 1}] (or -100 = ignore), "
-                         f"but it contains {bad[:5].tolist()}.")
 
 
 # --------------------------------------------------------------------------------------------------

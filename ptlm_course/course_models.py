@@ -41,7 +41,7 @@ __all__ = [
     "RECIPE_VERSION", "BertRecipe", "GPTRecipe", "bert_recipe", "gpt_recipe", "recipe_key",
     "shakespeare_wordpiece", "course_bert", "course_gpt", "remember_bert", "in_cache",
     "split_plays", "speech_texts", "bert_pretraining_loss", "bert_get_batch", "gpt_corpus", "gpt_get_batch",
-    "gpt_loss", "build_bert", "build_gpt",
+    "gpt_loss", "build_bert", "build_gpt", "bert_config", "gpt_config",
 ]
 
 RECIPE_VERSION = 1          # bump when the code of a recipe changes in a way its fields do not show
@@ -212,10 +212,11 @@ def bert_get_batch(recipe: BertRecipe, tokenizer: WordPieceTokenizer) -> Callabl
 def build_bert(recipe: BertRecipe, vocab_size: int | None = None) -> BertForPreTraining:
     """A freshly initialised BertForPreTraining of the recipe's size (seeded), without dropout."""
     torch.manual_seed(recipe.seed)
-    return BertForPreTraining(_bert_config(recipe, vocab_size))
+    return BertForPreTraining(bert_config(recipe, vocab_size))
 
 
-def _bert_config(recipe: BertRecipe, vocab_size: int | None = None) -> BertConfig:
+def bert_config(recipe: BertRecipe, vocab_size: int | None = None) -> BertConfig:
+    """The BertConfig of a recipe's model (``vocab_size`` overrides the recipe's)."""
     # No dropout: a model trained for minutes underfits, dropout would only slow it down.
     return BertConfig(vocab_size=vocab_size or recipe.vocab_size, hidden_size=recipe.hidden_size,
                       num_layers=recipe.num_layers,
@@ -232,7 +233,7 @@ def course_bert(budget: str | None = None, progress: bool = True, recipe: BertRe
     ``info``: name, budget, recipe, key, path, history (``History.to_dict()``), final (held-out metrics),
     train_seconds, n_parameters, train_positions (steps x batch x length), device, loaded_from_cache.
     """
-    return _course_model("bert", budget, progress, recipe, BertRecipe, bert_recipe, _bert_config, BertForPreTraining,
+    return _course_model("bert", budget, progress, recipe, BertRecipe, bert_recipe, bert_config, BertForPreTraining,
                          bert_get_batch, bert_pretraining_loss)
 
 
@@ -282,10 +283,11 @@ def gpt_loss(model: GPT, batch) -> tuple[torch.Tensor, dict]:
 def build_gpt(recipe: GPTRecipe, vocab_size: int | None = None) -> GPT:
     """A freshly initialised GPT of the recipe's size (seeded), without dropout."""
     torch.manual_seed(recipe.seed)
-    return GPT(_gpt_config(recipe, vocab_size))
+    return GPT(gpt_config(recipe, vocab_size))
 
 
-def _gpt_config(recipe: GPTRecipe, vocab_size: int | None = None) -> GPTConfig:
+def gpt_config(recipe: GPTRecipe, vocab_size: int | None = None) -> GPTConfig:
+    """The GPTConfig of a recipe's model (``vocab_size`` overrides the recipe's), without dropout."""
     return GPTConfig(vocab_size=vocab_size or recipe.vocab_size, block_size=recipe.block_size,
                      n_layer=recipe.n_layer,
                      n_head=recipe.n_head, n_embd=recipe.n_embd, dropout=0.0)
@@ -297,7 +299,7 @@ def course_gpt(budget: str | None = None, progress: bool = True, recipe: GPTReci
 
     Same caching and ``info`` as :func:`course_bert`; ``info["final"]`` holds ``val_loss`` and ``val_perplexity``.
     """
-    return _course_model("gpt", budget, progress, recipe, GPTRecipe, gpt_recipe, _gpt_config, GPT,
+    return _course_model("gpt", budget, progress, recipe, GPTRecipe, gpt_recipe, gpt_config, GPT,
                          gpt_get_batch, gpt_loss)
 
 
@@ -407,7 +409,7 @@ def remember_bert(model: BertForPreTraining, history: History, train_seconds: fl
     if not isinstance(model, BertForPreTraining) or not isinstance(history, History):
         raise TypeError(f"`remember_bert` expects a BertForPreTraining and its training History, "
                         f"but got {describe(model)} and {describe(history)}.")
-    if model.config != _bert_config(recipe, model.config.vocab_size) or len(history.train) == 0 \
+    if model.config != bert_config(recipe, model.config.vocab_size) or len(history.train) == 0 \
             or history.train[-1]["step"] != recipe.steps:
         raise ValueError(f"The model and history do not match the recipe ({recipe}): expected a model of its "
                          f"size trained for {recipe.steps} steps.")

@@ -23,10 +23,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .attention import KVCache
-from .bert import ClassificationOutput, _expect_labels
 from .hf_checkpoint import read_hf_checkpoint
+from .outputs import ClassificationOutput
 from .transformer import TransformerBlock
-from .validation import describe, expect_ids_in_vocab, expect_tensor, is_int, is_number
+from .validation import describe, expect_class_labels, expect_ids_in_vocab, expect_tensor, is_int, is_number
 
 __all__ = ["GPTConfig", "GPT", "GPTForSequenceClassification"]
 
@@ -325,7 +325,7 @@ class GPTForSequenceClassification(nn.Module):
         logits = self.classifier(self.dropout(features))                         # (B, num_labels)
         loss = None
         if labels is not None:
-            _expect_labels(labels, (idx.shape[0],), "labels", self.num_labels, "(B,)")
+            expect_class_labels(labels, (idx.shape[0],), "labels", self.num_labels, "(B,)")
             loss = F.cross_entropy(logits, labels)
         return ClassificationOutput(logits, loss)
 

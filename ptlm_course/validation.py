@@ -83,3 +83,16 @@ def expect_positive_int(value, name: str) -> int:
     if not is_int(value) or value <= 0:
         raise ValueError(f"`{name}` should be a positive integer, but got {describe(value)}.")
     return value
+
+
+def expect_class_labels(labels, shape: tuple, name: str, n_classes: int, layout: str) -> None:
+    """Integer class labels of ``shape`` in [0, n_classes), -100 allowed (= ignore)."""
+    expect_tensor(labels, name, len(shape), layout)
+    if tuple(labels.shape) != shape:
+        raise ValueError(f"`{name}` should have shape {layout} = {shape}, but got {describe(labels)}.")
+    if labels.is_floating_point() or labels.dtype == torch.bool:
+        raise TypeError(f"`{name}` should hold integer class ids (torch.long), but its dtype is {labels.dtype}.")
+    bad = labels[((labels < 0) | (labels >= n_classes)) & (labels != -100)]
+    if bad.numel():
+        raise ValueError(f"`{name}` should hold ids in [0, {n_classes - 1}] (or -100 = ignore), "
+                         f"but it contains {bad[:5].tolist()}.")

@@ -1,0 +1,24 @@
+"""What the models return: named tuples shared by BERT, GPT and their task heads."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+__all__ = ["BertOutput", "PreTrainingOutput", "ClassificationOutput"]
+
+
+class BertOutput(NamedTuple):
+    last_hidden_state: torch.Tensor        # (B, T, C)
+    pooled: torch.Tensor | None            # (B, C), None for a model built without a pooler
+
+
+class PreTrainingOutput(NamedTuple):
+    mlm_logits: torch.Tensor               # (B, T, V)
+    nsp_logits: torch.Tensor               # (B, 2)
+    loss: torch.Tensor | None              # scalar, when labels were given
+
+
+class ClassificationOutput(NamedTuple):
+    logits: torch.Tensor                   # (B, num_labels); (B, T, num_labels) for token classification
+    loss: torch.Tensor | None              # scalar, when labels were given
