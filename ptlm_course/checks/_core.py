@@ -6,6 +6,8 @@ answer matches a known mistake (no scaling, wrong axis, ...), the message names 
 """
 from __future__ import annotations
 
+import inspect
+import re
 import warnings
 from typing import Callable, Iterable
 
@@ -44,7 +46,7 @@ def call_student(check: str, fn: Callable, *args, **kwargs):
         raise
     except Exception as error:  # noqa: BLE001 - every student error becomes a message
         inputs = ", ".join([describe(a) for a in args] + [f"{k}={describe(v)}" for k, v in kwargs.items()])
-        hint = _hint(error, caught)
+        hint = _hint(error, caught, fn)
         raise CheckFailed(
             check, f"`{fn_name(fn)}` raised {type(error).__name__}: {error}\n   (called with {inputs}){hint}"
         ) from None
@@ -54,11 +56,23 @@ _DOT_T = ("\n   Hint: `.T` on a tensor with more than 2 dims reverses *all* its 
           "transpose the last two with `.transpose(-2, -1)` (or `.mT`).")
 
 
-def _hint(error: Exception, caught) -> str:
+def _hint(error: Exception, caught, fn=None) -> str:
     """A plain-words hint for errors whose cause is a classic mistake."""
     if any("x.T" in str(w.message) for w in caught) or "x.T" in str(error):
         return _DOT_T
+    # PyTorch warns about `.T` on a 3+-dim tensor only once per process: look for it in the code as well
+    if isinstance(error, RuntimeError) and re.search(r"\.T\b(?!\w)", _source(fn)):
+        return _DOT_T
     return ""
+
+
+def _source(fn) -> str:
+    """The source of a function, method, class or module instance ('' when Python cannot find it)."""
+    target = fn if inspect.isfunction(fn) or inspect.ismethod(fn) or inspect.isclass(fn) else type(fn)
+    try:
+        return inspect.getsource(target)
+    except (OSError, TypeError):
+        return ""
 
 
 def expect_tensor_like(check: str, actual, expected: torch.Tensor, what: str,
@@ -97,12 +111,32 @@ def expect_tensor_like(check: str, actual, expected: torch.Tensor, what: str,
             raise CheckFailed(check, explanation)
     if torch.isnan(actual).any() and not torch.isnan(expected).any():
         raise CheckFailed(check, f"{what} contains NaN values (a 0/0 or inf - inf somewhere?).")
+    infinities = _infinity_mismatch(actual.to(torch.float64), expected.to(torch.float64))
+    if infinities:
+        raise CheckFailed(check, f"{what} has the right shape but wrong values: {infinities}.")
     where, largest = _largest_difference(actual.to(torch.float64), expected.to(torch.float64))
     raise CheckFailed(
         check,
         f"{what} has the right shape but wrong values: at index {where} it is {actual[where].item():.5g}, "
         f"the reference gives {expected[where].item():.5g} (largest difference {largest}).",
     )
+
+
+def _infinity_mismatch(actual: torch.Tensor, expected: torch.Tensor) -> str:
+    """'' when the infinities sit in the same places in both tensors, else where one has them and the other not."""
+    parts = []
+    for value, name in ((float("-inf"), "-inf"), (float("inf"), "+inf")):
+        for spots, says, there in (
+                (((actual == value) & (expected != value)).nonzero().tolist(),
+                 f"it is {name} at {{}} where the reference is finite", ("the reference gives", expected)),
+                (((expected == value) & (actual != value)).nonzero().tolist(),
+                 f"it is not {name} at {{}} where the reference has {name}", ("it gives", actual))):
+            if spots:
+                first = tuple(spots[0])
+                count = f"{len(spots)} position{'s' * (len(spots) > 1)}"
+                where = ", ".join(str(tuple(i)) for i in spots[:4]) + (", ..." if len(spots) > 4 else "")
+                parts.append(f"{says.format(count)} (index {where}; {there[0]} {there[1][first].item():.5g} at {first})")
+    return "; ".join(parts)
 
 
 def _largest_difference(actual: torch.Tensor, expected: torch.Tensor) -> tuple[tuple, str]:

@@ -338,12 +338,15 @@ def check_lora_linear(lora_class) -> None:
 # Early stopping
 # --------------------------------------------------------------------------------------------------
 
-def _rule(patience, mode, min_delta, values, variant: str = "ok") -> list[bool]:
-    """The stop decisions of a reference rule (or of a classic mistake), up to the first True."""
+def _rule(patience, mode, min_delta, values, variant: str = "ok", first_compared: bool = False) -> list[bool]:
+    """The stop decisions of a reference rule (or of a classic mistake), up to the first True.
+    ``first_compared``: the first value is stored as the best and then compared with itself (a tie)."""
     best, bad, out = None, 0, []
     for v in values:
         if variant == "start_zero" and best is None:
             best = 0.0                                   # as if 0 were a value already seen
+        if first_compared and best is None:
+            best = v
         if variant == "tie_improves":
             better = best is None or (v <= best - min_delta if mode == "min" else v >= best + min_delta)
         elif variant == "max_as_min":
@@ -392,6 +395,9 @@ _MISTAKES = {
                   "Start with best = None (or +inf for 'min', -inf for 'max') so that the first value is the best.",
 }
 
+_FIRST_COMPARED = ("he first value counts as no improvement: it is stored as the best and then compared with "
+                   "itself, a tie. The first value is always an improvement: store it and keep the count at 0.")
+
 _CASES = [  # (patience, mode, min_delta, values)
     (2, "min", 0.0, [1.0, 0.8, 0.9, 0.85, 0.7, 0.75, 0.74, 0.73]),
     (1, "min", 0.0, [0.5, 0.6, 0.4]),
@@ -435,6 +441,9 @@ def check_early_stopping(stopper_class) -> None:
     for variant, explanation in _MISTAKES.items():        # a mistake that explains every answer
         if all(_rule(*c, variant=variant) == g for c, g in zip(_CASES, got)):
             raise CheckFailed(check, explanation + case)
+    for variant, explanation in [("ok", "")] + list(_MISTAKES.items()):     # ... with the first value compared
+        if all(_rule(*c, variant=variant, first_compared=True) == g for c, g in zip(_CASES, got)):
+            raise CheckFailed(check, (explanation + " Also, t" if explanation else "T") + _FIRST_COMPARED + case)
     raise CheckFailed(check, "update() returned the wrong decisions" + case)
 
 

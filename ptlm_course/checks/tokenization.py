@@ -182,6 +182,12 @@ def _merge_as_text(ids, pair, new_id):
     return [int(t) for t in text.split()]
 
 
+def _merge_as_padded_text(ids, pair, new_id):
+    # the same with spaces around each id: no more collisions, but back-to-back matches share a space
+    text = f" {' '.join(str(i) for i in ids)} ".replace(f" {pair[0]} {pair[1]} ", f" {new_id} ")
+    return [int(t) for t in text.split()]
+
+
 _SECOND_ID_KEPT = ("the pair's second id is still there: new_id replaces *both* ids, so after a match "
                    "jump two positions ahead (i += 2).")
 _MERGE_MISTAKES = [
@@ -195,6 +201,10 @@ _MERGE_MISTAKES = [
     ("you merged by text replacement on the joined ids: in ' '.join(...) the ids 11 and 2 read '11 2', which "
      "contains '1 2', so multi-digit ids collide. Compare ids, not text: scan the list and test "
      "(ids[i], ids[i + 1]) == pair.", _merge_as_text),
+    ("you merged by text replacement on the joined ids, with spaces around them: back-to-back occurrences "
+     "share a space, so in ' 1 2 1 2 ' str.replace(' 1 2 ', ...) finds only the first one (the match used up "
+     "the space the second needs). Compare ids, not text: scan the list and test (ids[i], ids[i + 1]) == pair.",
+     _merge_as_padded_text),
 ]
 
 
@@ -209,13 +219,13 @@ def _merge_cases():
         ([3, 1, 2, 4], (1, 2), 256),
         ([1, 2], (2, 1), 9),
         ([1, 2, 1, 2, 1], (2, 1), 300),
-        ([7], (7, 7), 9),
-        ([], (1, 2), 9),
         ([11, 2, 3, 1, 2], (1, 2), 9),
         ([1, 21, 4, 1, 2], (1, 2), 30),
         ([12, 31, 2, 1, 23], (1, 2), 7),
         (random_ids, (1, 2), 4),
         (random_ids, (0, 0), 4),
+        ([7], (7, 7), 9),                # the edge cases last, so that an answer which fails on them alone
+        ([], (1, 2), 9),                 # is first judged on the others (see check_merge)
     ]
 
 
@@ -226,7 +236,11 @@ def check_merge(fn) -> None:
     answers = []
     for ids, pair, new_id in cases:
         given = list(ids)
-        result = call_student(check, fn, given, pair, new_id)
+        try:
+            result = call_student(check, fn, given, pair, new_id)
+        except CheckFailed:
+            _compare_merges(check, cases[:len(answers)], answers)   # a known mistake on earlier cases explains more
+            raise
         if given != ids:
             raise CheckFailed(check, "the input list was changed: build and return a new list instead of "
                                      "modifying `ids` (the caller may still need it).")
@@ -235,12 +249,17 @@ def check_merge(fn) -> None:
         if not isinstance(result, (list, tuple)):
             raise CheckFailed(check, f"should return a list of ids, but it returned {describe(result)}.")
         answers.append(list(result))
+    _compare_merges(check, cases, answers)
+    passed(check, len(cases))
+
+
+def _compare_merges(check: str, cases: list, answers: list) -> None:
+    """Fail on the first answer that differs from the reference, naming the mistake that explains the most."""
     mistakes = _consistent_first(_MERGE_MISTAKES, cases, answers)
     for (ids, pair, new_id), result in zip(cases, answers):
         expect_equal(check, result, _reference_merge(ids, pair, new_id),
                      f"merge({ids if len(ids) <= 12 else describe(ids)}, {pair}, {new_id})",
                      [(message, wrong(ids, pair, new_id)) for message, wrong in mistakes])
-    passed(check, len(cases))
 
 
 # ------------------------------------------------------------------------------------ WordPiece

@@ -125,7 +125,7 @@ def heldout3_mask_generator_for_choice_only(input_ids, special_ids, vocab_size, 
     return out, torch.where(chosen, input_ids, -100)
 
 
-@wrong("check_mlm_masking", "whole rows")
+@wrong("check_mlm_masking", "every row")
 def heldout3_mask_columns(input_ids, special_ids, vocab_size, mask_id, mask_prob=0.15, generator=None):
     special = torch.isin(input_ids, torch.tensor(special_ids))
     cols = torch.rand(1, input_ids.shape[1], generator=generator) < mask_prob         # same positions every row
