@@ -27,6 +27,8 @@ What the student writes, and the check that goes with it:
 """
 from __future__ import annotations
 
+import math
+
 
 import torch
 import torch.nn as nn
@@ -345,6 +347,8 @@ def _rule(patience, mode, min_delta, values, variant: str = "ok", first_compared
     for v in values:
         if variant == "start_zero" and best is None:
             best = 0.0                                   # as if 0 were a value already seen
+        if variant == "inf_for_max" and best is None:
+            best = math.inf                              # the 'min' start, in both modes
         if first_compared and best is None:
             best = v
         if variant == "tie_improves":
@@ -391,6 +395,8 @@ _MISTAKES = {
     "tie_improves": "a tie counts as an improvement: a value equal to the best (or exactly min_delta better) is "
                     "not an improvement, so use a strict comparison (value < best - min_delta, not <=).",
     "never_update": "the best value is never updated: when the metric improves, store it as the new best.",
+    "inf_for_max": "the best value starts at +inf in both modes: with mode='max' no value beats +inf, so nothing "
+                   "ever improves. Start with -inf for 'max' (+inf for 'min'), or with best = None.",
     "start_zero": "the best value starts at 0 instead of the first value: with mode='min' a loss never beats 0. "
                   "Start with best = None (or +inf for 'min', -inf for 'max') so that the first value is the best.",
 }

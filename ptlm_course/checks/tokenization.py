@@ -334,6 +334,23 @@ def _wp_bare_fallback_sorted(word, vocab):
     return pieces
 
 
+def _wp_bare_before_prefixed(word, vocab):
+    # at each length, the bare piece is tried before the '##' one
+    pieces, start = [], 0
+    while start < len(word):
+        for end in range(len(word), start, -1):
+            piece = word[start:end]
+            if piece not in vocab and start > 0:
+                piece = "##" + piece
+            if piece in vocab:
+                break
+        else:
+            return ["[UNK]"]
+        pieces.append(piece)
+        start = end
+    return pieces
+
+
 def _wp_prefix_everywhere(word, vocab):
     pieces, start = [], 0
     while start < len(word):
@@ -360,6 +377,8 @@ _WORDPIECE_MISTAKES = [
     ("a continuation piece was taken without its '##' (you fell back to the bare piece when no '##' piece fits): "
      "after the first piece, only '##' pieces may be used; if none fits, the word is ['[UNK]'].",
      _wp_bare_fallback_sorted),
+    ("a continuation piece was taken without its '##' (you tried the bare piece before the '##' one): after the "
+     "first piece, only '##' pieces may be used; if none fits, the word is ['[UNK]'].", _wp_bare_before_prefixed),
     ("when no piece fits, the whole word becomes ['[UNK]']; here the pieces found so far were returned.",
      lambda w, v: _wp_greedy(w, v, on_stuck="partial")),
     ("when no piece fits, the whole word becomes ['[UNK]'], not the pieces so far plus '[UNK]'.",

@@ -60,6 +60,9 @@ def check_layer_norm(fn) -> None:
             ("the variance is not centred: you averaged x ** 2, but the variance is the mean of (x - mean) ** 2.",
              variant(uncentred_var=True)),
             ("the mean is not subtracted: x_hat = (x - mean) / sqrt(var + eps).", variant(no_centre=True)),
+            ("the mean is not subtracted anywhere: x / sqrt(mean(x ** 2) + eps) is RMSNorm. LayerNorm centres "
+             "first: x_hat = (x - mean) / sqrt(var + eps), with var the mean of (x - mean) ** 2.",
+             variant(no_centre=True, uncentred_var=True)),
             ("weight and bias are swapped: x_hat * weight + bias (weight scales, bias shifts).",
              variant(swap_affine=True)),
             ("you forgot the learned scale and shift: return x_hat * weight + bias.", variant(affine=(False, False))),
