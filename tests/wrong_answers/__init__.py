@@ -6,6 +6,8 @@ names the mistake, not only "wrong values"). ``CORRECT``: correct answers in sty
 rejected and how many of those rejections name the mistake.
 """
 from ._registry import CORRECT, WRONG
-from . import attention, finetuning, heldout, heldout2, heldout3, heldout4, part4, pretraining, tokenization, transformer  # noqa: F401  (they register)
+from . import (  # noqa: F401  (they register)
+    attention, finetuning, heldout, heldout2, heldout3, heldout4, part4, pretraining, tokenization, transformer,
+)
 
 __all__ = ["CORRECT", "WRONG"]
