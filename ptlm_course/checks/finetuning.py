@@ -308,6 +308,8 @@ def check_lora_linear(lora_class) -> None:
                 ("the update is scaled by rank / alpha; the scaling is alpha / rank." + where,
                  base(x) + (rank / alpha) * delta),
                 ("the update is scaled by alpha alone; the scaling is alpha / rank." + where, base(x) + alpha * delta),
+                ("the update is scaled by alpha * rank; the scaling is alpha / rank." + where,
+                 base(x) + (alpha * rank) * delta),
                 ("the output misses the base layer: it is base(x) + (alpha / rank) * x A^T B^T." + where,
                  (alpha / rank) * delta),
             ])

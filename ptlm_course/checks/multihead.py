@@ -1,6 +1,7 @@
 """Checks for notebook 04's exercises: splitting and merging heads, and a multi-head attention module."""
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -26,6 +27,14 @@ def _call(check, fn, *args):
         raise
 
 
+def _wrong_permutations(heads: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+    """Every other order of the dims of ``heads`` (B, T, H, d), named: the reference is permute(0, 2, 1, 3)."""
+    names = ("B", "T", "H", "C/H")
+    return [(f"the dims came out in the order ({', '.join(names[i] for i in order)}): after .view(B, T, H, C/H) "
+             f"swap only T and H, with .transpose(1, 2) (permute(0, 2, 1, 3)).", heads.permute(*order))
+            for order in itertools.permutations(range(4)) if order not in ((0, 2, 1, 3), (0, 1, 2, 3))]
+
+
 def check_split_heads(fn) -> None:
     """Check ``fn(x, n_heads)``: (B, T, C) -> (B, H, T, C/H)."""
     check = "check_split_heads"
@@ -40,7 +49,7 @@ def check_split_heads(fn) -> None:
              "(B, T, H, C/H) first, then swap T and H with .transpose(1, 2).", x.reshape(B, H, T, d)),
             ("the result has shape (B, T, H, C/H): swap the T and H dims with .transpose(1, 2).",
              x.reshape(B, T, H, d)),
-        ])
+        ] + _wrong_permutations(x.reshape(B, T, H, d)))
     passed(check, len(cases))
 
 
@@ -67,7 +76,7 @@ def check_merge_heads(fn) -> None:
 
 
 def _mha_variant(ref: MultiHeadAttention, x, mask, scale=None, out_proj=True, mixed_split=False, mixed_merge=False,
-                scale_after_softmax=False, v_from_k=False, softmax_dim=-1):
+                scale_after_softmax=False, v_from_k=False, softmax_dim=-1, return_scores=False):
     """Our module's forward pass written out, with the classic mistakes as switches."""
     B, T, C = x.shape
     H, d = ref.n_heads, ref.head_dim
@@ -83,7 +92,7 @@ def _mha_variant(ref: MultiHeadAttention, x, mask, scale=None, out_proj=True, mi
         weights = weights * scale
     y = weights @ v                                                               # (B, H, T, d)
     y = y.reshape(B, T, C) if mixed_merge else merge_heads(y)                     # (B, T, C)
-    return (ref.out_proj(y) if out_proj else y), weights
+    return (ref.out_proj(y) if out_proj else y), (scores if return_scores else weights)
 
 
 def check_multi_head_attention(cls) -> None:
@@ -124,6 +133,7 @@ def check_multi_head_attention(cls) -> None:
                 "v_from_k": _mha_variant(ref, x, mask, v_from_k=True),
                 "axis": _mha_variant(ref, x, mask, softmax_dim=-2),
                 "no_mask": _mha_variant(ref, x, None),
+                "scores": _mha_variant(ref, x, mask, return_scores=True),
             }
         where = f" (test: B={B}, T={T}, d_model={C}, n_heads={H}{', causal mask' if mask is not None else ''})"
         mixed = ("the heads are mixed up: split with .view(B, T, H, d).transpose(1, 2) and merge with "
@@ -142,7 +152,9 @@ def check_multi_head_attention(cls) -> None:
         if H == 1:
             named = [(k, m) for k, m in named if k != "d_model"]              # the same thing with one head
         expect_tensor_like(check, weights, w_ref, "the weights (B, H, T, T)" + where, [
-            (no_scale + where, wrong["no_scale"][1]), (mixed + where, wrong["split"][1])]
+            (no_scale + where, wrong["no_scale"][1]), (mixed + where, wrong["split"][1]),
+            ("the weights returned are the scores before the softmax: return the attention weights, "
+             "softmax(scores, dim=-1), whose rows sum to 1." + where, wrong["scores"][1])]
             + [(m + where, wrong[k][1]) for k, m in named if k != "v_from_k"])
         expect_tensor_like(check, out, out_ref, "the output (B, T, C)" + where, [
             ("the output projection is missing: pass the merged heads through self.out_proj." + where,

@@ -105,6 +105,11 @@ def _loss_mistakes(logits, targets):
         ("the softmax runs over the wrong axis: normalise over the vocabulary, the last dimension "
          "(log_softmax(dim=-1)), then pick each target's log-probability.", wrong_axis),
     ]
+    if T > 1:
+        again = ("the targets were shifted again: they already hold the next token of each position, so "
+                 "logits[:, t] goes with targets[:, t]; do not drop a position ([:, :-1] / [:, 1:]).")
+        mistakes += [(again, F.cross_entropy(logits[:, :-1].reshape(-1, V), targets[:, 1:].reshape(-1))),
+                     (again, F.cross_entropy(logits[:, 1:].reshape(-1, V), targets[:, :-1].reshape(-1)))]
     if T == V:
         mistakes.append(("cross_entropy got logits of shape (B, T, V): it reads dimension 1 as the classes, "
                          "so flatten first: F.cross_entropy(logits.view(B*T, V), targets.view(B*T)).",

@@ -18,7 +18,7 @@ def heldout5_causal_float(T):
     return torch.tril(torch.ones(T, T))
 
 
-@wrong("check_causal_mask", "future")
+@wrong("check_causal_mask", "polarity")
 def heldout5_causal_blocked_true(T):
     return torch.ones(T, T, dtype=torch.bool).triu(diagonal=1)       # True where attention is *blocked*
 
@@ -55,7 +55,7 @@ def heldout5_loss_ignore_zero(logits, targets):
     return F.cross_entropy(logits.reshape(B * T, V), targets.reshape(B * T).clamp(min=0), ignore_index=0)
 
 
-@wrong("check_causal_lm_loss", "row")
+@wrong("check_causal_lm_loss", "each sequence")
 def heldout5_loss_mean_of_rows(logits, targets):
     per_token = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")        # (B, T)
     real = (targets != -100).float()
@@ -127,7 +127,7 @@ class Heldout5LoRARandomB(_Lora):
         super().__init__(base, rank, alpha, zero_b=False)
 
 
-@wrong("check_lora_linear", "frozen")
+@wrong("check_lora_linear", "freeze")
 class Heldout5LoRABaseTrainable(_Lora):
     def __init__(self, base, rank=8, alpha=16.0):
         super().__init__(base, rank, alpha, freeze=False)
