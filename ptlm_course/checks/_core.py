@@ -56,15 +56,16 @@ _DOT_T = ("\n   Hint: `.T` on a tensor with more than 2 dims reverses *all* its 
           "transpose the last two with `.transpose(-2, -1)` (or `.mT`).")
 
 
-_TRANSPOSE_1_2 = ("\n   Hint: `.transpose(1, 2)` in a product swaps dims 1 and 2; on keys of shape (B, H, T, d) that "
-                  "mixes heads and positions. Transpose the last two dims, `k.transpose(-2, -1)`, to get (B, H, d, T).")
+_TRANSPOSE_1_2 = ("\n   Hint: `.transpose(1, 2)` in a product swaps dims 1 and 2, the last two only for 3-dim tensors: "
+                  "on keys of shape (B, H, T, d) it mixes heads and positions, and a 2-dim tensor has no dim 2. "
+                  "Transpose the last two dims, `k.transpose(-2, -1)`, whatever the number of dims.")
 
 
 def _hint(error: Exception, caught, fn=None) -> str:
     """A plain-words hint for errors whose cause is a classic mistake."""
     if any("x.T" in str(w.message) for w in caught) or "x.T" in str(error):
         return _DOT_T
-    if not isinstance(error, RuntimeError):
+    if not isinstance(error, (RuntimeError, IndexError)):                  # shape errors
         return ""
     source = _source(fn)
     # PyTorch warns about `.T` on a 3+-dim tensor only once per process: look for it in the code as well
