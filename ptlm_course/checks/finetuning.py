@@ -469,9 +469,13 @@ _ALIGN_CASES = [
 
 def _align_reference(word_pieces, word_labels, variant: str = "ok") -> list[int]:
     out = [] if variant == "no_specials" else [-100]
+    previous = None
     for pieces, label in zip(word_pieces, word_labels):
         rest = 0 if variant == "zero_fill" else -100
-        if variant == "every_piece":
+        if variant == "new_word_by_label":                # a word with the previous word's label looks continued
+            out += [label if label != previous else -100] + [-100] * (len(pieces) - 1)
+            previous = label
+        elif variant == "every_piece":
             out += [label] * len(pieces)
         elif variant == "last_piece":
             out += [rest] * (len(pieces) - 1) + [label]
@@ -491,6 +495,8 @@ _ALIGN_MISTAKES = {
                  "cross_entropy skips (ignore_index), for [CLS], [SEP] and a word's later pieces.",
     "no_specials": "the labels leave out [CLS] and [SEP]: the list must line up with the model's input "
                    "[CLS] pieces... [SEP], so it starts and ends with -100.",
+    "new_word_by_label": "a word whose label equals the previous word's label got -100, as if it continued that "
+                         "word: tell words apart by their index (word_ids()), not by their labels.",
     "no_sep": "the labels stop before [SEP]: add a final -100 for it, so the list is as long as the input.",
 }
 

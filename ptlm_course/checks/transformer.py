@@ -185,6 +185,12 @@ def _block_variant(ref: TransformerBlock, x, mask, kind: str = "pre-LN"):
     if kind == "swapped norms":
         h = x + attn(ln2(x))
         return h + ffn(ln1(h))
+    if kind == "ln1 twice":
+        h = x + attn(ln1(x))
+        return h + ffn(ln1(h))
+    if kind == "ln2 twice":
+        h = x + attn(ln2(x))
+        return h + ffn(ln2(h))
     if kind == "no mask":
         return _block_variant(ref, x, None)
     raise ValueError(f"unknown variant {kind!r}")
@@ -207,6 +213,10 @@ _BLOCK_MISTAKES = {
     "ffn reads input": "the feed-forward sub-layer reads the block's input instead of the output of the attention "
                        "sub-layer: h = x + attn(ln1(x)); return h + ffn(ln2(h)).",
     "swapped norms": "ln1 and ln2 are swapped: ln1 goes before the attention, ln2 before the feed-forward network.",
+    "ln1 twice": "ln1 normalises the input of both sub-layers: each has its own LayerNorm, ln1 before the "
+                 "attention and ln2 before the feed-forward network.",
+    "ln2 twice": "ln2 normalises the input of both sub-layers: each has its own LayerNorm, ln1 before the "
+                 "attention and ln2 before the feed-forward network.",
     "no mask": "your block ignores `mask`: pass it on, self.attn(self.ln1(x), mask=mask).",
 }
 
