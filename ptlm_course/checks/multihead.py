@@ -187,7 +187,8 @@ def _cross_variant(ref: MultiHeadAttention, x, context, mask, kind="ok"):
     source_q = context if kind in ("q_from_context", "swapped") else x
     source_kv = x if kind in ("kv_from_x", "swapped") else context
     q = split_heads(ref.q_proj(source_q), H)                                    # (B, H, T, d)
-    k, v = split_heads(ref.k_proj(source_kv), H), split_heads(ref.v_proj(source_kv), H)   # (B, H, S, d)
+    k = split_heads(ref.k_proj(x if kind == "k_from_x" else source_kv), H)      # (B, H, S, d)
+    v = split_heads(ref.v_proj(x if kind == "v_from_x" else source_kv), H)
     scores = q @ k.transpose(-2, -1) * (1.0 if kind == "no_scale" else 1 / math.sqrt(d))   # (B, H, T, S)
     if mask is not None and kind not in ("no_mask", "kv_from_x", "q_from_context", "swapped"):
         scores = scores.masked_fill(~mask, float("-inf"))
@@ -201,6 +202,10 @@ def _cross_variant(ref: MultiHeadAttention, x, context, mask, kind="ok"):
 _CROSS_MISTAKES = {
     "kv_from_x": "the keys and values come from x: in cross-attention the queries come from x and the keys and "
                  "values from `context` (self.k_proj(context), self.v_proj(context)).",
+    "k_from_x": "the keys come from x: in cross-attention the keys and the values both come from `context` "
+                "(self.k_proj(context)); only the queries come from x.",
+    "v_from_x": "the values come from x: in cross-attention the keys and the values both come from `context` "
+                "(self.v_proj(context)); only the queries come from x.",
     "q_from_context": "the queries come from `context`: the queries come from x (one output per position of x), "
                       "the keys and values from context.",
     "swapped": "x and context are swapped: the queries come from `context` and the keys and values from x; it is "
@@ -219,7 +224,8 @@ def check_cross_attention(cls) -> None:
     -> (out (B, T, C), weights (B, H, T, S))``: queries from x, keys and values from context."""
     check = "check_cross_attention"
     name = fn_name(cls)
-    cases = [(2, 3, 5, 12, 3), (1, 4, 4, 8, 2), (3, 2, 6, 8, 1)]                 # (B, T, S, C, H)
+    # (B, T, S, C, H); T = S first, so that mixing x and context up shows as wrong values, not a shape error
+    cases = [(2, 4, 4, 8, 2), (2, 3, 5, 12, 3), (3, 2, 6, 8, 1)]
     g = torch.Generator().manual_seed(12)
     for B, T, S, C, H in cases:
         torch.manual_seed(C + H + S)
@@ -241,8 +247,13 @@ def check_cross_attention(cls) -> None:
         where = f" (test: x (B={B}, T={T}, C={C}), context with S={S} positions and a padding mask, n_heads={H})"
         with torch.no_grad():
             expected = _cross_variant(ref, x, context, mask)
-            wrong = {kind: _cross_variant(ref, x, context, mask, kind) for kind in _CROSS_MISTAKES}
-        kinds = [k for k in _CROSS_MISTAKES if not (k == "causal" and T > S)]
+            wrong = {}
+            for kind in _CROSS_MISTAKES:
+                try:
+                    wrong[kind] = _cross_variant(ref, x, context, mask, kind)
+                except RuntimeError:                        # keys from x and values from context need T = S
+                    continue
+        kinds = [k for k in wrong if not (k == "causal" and T > S)]
         expect_tensor_like(check, weights, expected[1], "the weights (B, H, T, S)" + where,
                            [(_CROSS_MISTAKES[k] + where, wrong[k][1]) for k in kinds if k != "no_proj"])
         expect_tensor_like(check, out, expected[0], "the output (B, T, C)" + where,
