@@ -136,16 +136,18 @@ def _infinity_mismatch(actual: torch.Tensor, expected: torch.Tensor) -> str:
     """'' when the infinities sit in the same places in both tensors, else where one has them and the other not."""
     parts = []
     for value, name in ((float("-inf"), "-inf"), (float("inf"), "+inf")):
-        for spots, says, there in (
-                (((actual == value) & (expected != value)).nonzero().tolist(),
-                 f"it is {name} at {{}} where the reference is finite", ("the reference gives", expected)),
-                (((expected == value) & (actual != value)).nonzero().tolist(),
-                 f"it is not {name} at {{}} where the reference has {name}", ("it gives", actual))):
-            if spots:
-                first = tuple(spots[0])
-                count = f"{len(spots)} position{'s' * (len(spots) > 1)}"
-                where = ", ".join(str(tuple(i)) for i in spots[:4]) + (", ..." if len(spots) > 4 else "")
-                parts.append(f"{says.format(count)} (index {where}; {there[0]} {there[1][first].item():.5g} at {first})")
+        found, wanted = actual == value, expected == value
+        for spots, says, other, their in ((found & ~wanted, f"it is {name}", "the reference is finite",
+                                           ("the reference gives", expected)),
+                                          (wanted & ~found, f"it is not {name}", f"the reference has {name}",
+                                           ("it gives", actual))):
+            places = spots.nonzero().tolist()
+            if places:
+                first = tuple(places[0])
+                count = f"{len(places)} position{'s' * (len(places) > 1)}"
+                where = ", ".join(str(tuple(i)) for i in places[:4]) + (", ..." if len(places) > 4 else "")
+                parts.append(f"{says} at {count} where {other} (index {where}; "
+                             f"{their[0]} {their[1][first].item():.5g} at {first})")
     return "; ".join(parts)
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 
-
 import torch
 import torch.nn as nn
 
@@ -403,7 +402,7 @@ _MISTAKES = {
                   "Start with best = None (or +inf for 'min', -inf for 'max') so that the first value is the best.",
 }
 
-_FIRST_COMPARED = ("he first value counts as no improvement: it is stored as the best and then compared with "
+_FIRST_COMPARED = ("the first value counts as no improvement: it is stored as the best and then compared with "
                    "itself, a tie. The first value is always an improvement: store it and keep the count at 0.")
 
 _CASES = [  # (patience, mode, min_delta, values)
@@ -451,7 +450,7 @@ def check_early_stopping(stopper_class) -> None:
             raise CheckFailed(check, explanation + case)
     for variant, explanation in [("ok", "")] + list(_MISTAKES.items()):     # ... with the first value compared
         if all(_rule(*c, variant=variant, first_compared=True) == g for c, g in zip(_CASES, got)):
-            raise CheckFailed(check, (explanation + " Also, t" if explanation else "T") + _FIRST_COMPARED + case)
+            raise CheckFailed(check, (f"{explanation} Also, " if explanation else "") + _FIRST_COMPARED + case)
     raise CheckFailed(check, "update() returned the wrong decisions" + case)
 
 
