@@ -198,8 +198,8 @@ _MERGE_MISTAKES = [
      "the final id still has to be appended.", _merge_drop_last),
     ("only the first occurrence was merged: replace *every* occurrence, left to right.", _merge_first_only),
     (_SECOND_ID_KEPT, _merge_keep_both),
-    ("you merged by text replacement on the joined ids: in ' '.join(...) the ids 11 and 2 read '11 2', which "
-     "contains '1 2', so multi-digit ids collide. Compare ids, not text: scan the list and test "
+    ("you merged by text replacement on the joined ids: joined as text, the ids 11 and 2 read '11 2' (or '11,2'), "
+     "which contains '1 2' (or '1,2'), so multi-digit ids collide. Compare ids, not text: scan the list and test "
      "(ids[i], ids[i + 1]) == pair.", _merge_as_text),
     ("you merged by text replacement on the joined ids, with spaces around them: back-to-back occurrences "
      "share a space, so in ' 1 2 1 2 ' str.replace(' 1 2 ', ...) finds only the first one (the match used up "
