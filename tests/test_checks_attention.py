@@ -249,3 +249,37 @@ def test_check_multi_head_attention_layers_and_unwritten():
         def forward(self, x, mask=None):
             raise NotImplementedError()
     fails_with(check_multi_head_attention, Unwritten, "is not written yet")
+
+
+# --- hints for errors whose cause is in the code ------------------------------------------------------
+
+def attention_dot_T(q, k, v, mask=None):
+    weights = (q @ k.T / math.sqrt(q.shape[-1])).softmax(-1)
+    return weights @ v, weights
+
+
+def attention_transpose_1_2(q, k, v, mask=None):
+    weights = (q @ k.transpose(1, 2) / math.sqrt(q.shape[-1])).softmax(-1)
+    return weights @ v, weights
+
+
+def test_dot_T_is_named_every_time():
+    """PyTorch warns about `.T` on a 3+-dim tensor once per process; the hint comes from the code as well."""
+    for _ in range(2):
+        fails_with(check_attention, attention_dot_T, r"Hint: `\.T` on a tensor with more than 2 dims")
+
+
+def test_transpose_1_2_in_a_product_is_named():
+    fails_with(check_attention, attention_transpose_1_2, r"Hint: `\.transpose\(1, 2\)` in a product .* "
+                                                         r"`k\.transpose\(-2, -1\)`")
+
+
+def test_no_source_hint_for_other_errors():
+    from ptlm_course.checks._core import _hint
+
+    def uses_dot_T(x):
+        return x.T
+
+    assert _hint(ValueError("not a shape error"), [], uses_dot_T) == ""       # only RuntimeErrors get it
+    assert _hint(RuntimeError("size mismatch"), [], attention_matmul) == ""   # no `.T` in the code
+    assert "`.T`" in _hint(RuntimeError("size mismatch"), [], uses_dot_T)

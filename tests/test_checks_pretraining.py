@@ -373,6 +373,8 @@ def top_p_with_mistake(kind):
             keep_sorted = cumulative < p
             if kind == "crossing":
                 keep_sorted[..., 0] = True
+        if kind == "nothing":
+            return torch.full_like(logits, float("-inf"))
         if kind == "sorted":
             return sorted_logits.masked_fill(~keep_sorted, float("-inf"))
         if kind == "unsorted_mask":
@@ -392,7 +394,8 @@ def test_top_p_accepts_correct_styles(fn, capsys):
 
 @pytest.mark.parametrize("kind, message", [
     ("crossing", "drops the token that crosses p"),
-    ("no_top", "drops every token in some row: the most likely token must always be kept"),
+    ("no_top", "drops the token that crosses p, and with it every token in some row"),
+    ("nothing", "drops every token in some row: the most likely token must always be kept"),
     ("sorted", "returns the logits in sorted order"),
     ("unsorted_mask", "applies the sorted mask to the unsorted logits"),
     ("probs", "you returned probabilities, not logits"),
@@ -435,13 +438,21 @@ def test_sample_next_names_mistakes(fn, message):
 
 
 def test_differences_next_to_infinities_are_reported_plainly():
-    """-inf against -inf is no difference (it used to read as NaN); -inf against a number is the largest one."""
+    """-inf against -inf is no difference (it used to read as NaN); -inf against a number is reported by where
+    -inf was expected and where it was found."""
     from ptlm_course.checks._core import expect_tensor_like
     inf = float("-inf")
     expected = torch.tensor([inf, 1.0, 2.0, inf], dtype=torch.float64)
     message = r"at index \(2,\) it is 2\.5, the reference gives 2 \(largest difference 0\.5\)"
     with pytest.raises(CheckFailed, match=message):
         expect_tensor_like("demo", torch.tensor([inf, 1.0, 2.5, inf]), expected, "the result")
-    with pytest.raises(CheckFailed, match=r"at index \(1,\) it is -inf, the reference gives 1 \(largest difference "
-                                          r"infinite: one is ±inf where the other is finite\)"):
+    with pytest.raises(CheckFailed, match=r"it is -inf at 1 position where the reference is finite \(index \(1,\); "
+                                          r"the reference gives 1 at \(1,\)\)\.$"):
         expect_tensor_like("demo", torch.tensor([inf, inf, 2.0, inf]), expected, "the result")
+    with pytest.raises(CheckFailed, match=r"it is -inf at 2 positions where the reference is finite \(index \(1,\), "
+                                          r"\(2,\); the reference gives 1 at \(1,\)\); it is not -inf at 1 position "
+                                          r"where the reference has -inf \(index \(3,\); it gives 0\.5 at \(3,\)\)"):
+        expect_tensor_like("demo", torch.tensor([inf, inf, inf, 0.5]), expected, "the result")
+    with pytest.raises(CheckFailed) as failure:
+        expect_tensor_like("demo", torch.tensor([inf, inf, 2.0, inf]), expected, "the result")
+    assert "nan" not in failure.value.message.lower()

@@ -6,6 +6,8 @@ answer matches a known mistake (no scaling, wrong axis, ...), the message names 
 """
 from __future__ import annotations
 
+import inspect
+import re
 import warnings
 from typing import Callable, Iterable
 
@@ -44,7 +46,7 @@ def call_student(check: str, fn: Callable, *args, **kwargs):
         raise
     except Exception as error:  # noqa: BLE001 - every student error becomes a message
         inputs = ", ".join([describe(a) for a in args] + [f"{k}={describe(v)}" for k, v in kwargs.items()])
-        hint = _hint(error, caught)
+        hint = _hint(error, caught, fn)
         raise CheckFailed(
             check, f"`{fn_name(fn)}` raised {type(error).__name__}: {error}\n   (called with {inputs}){hint}"
         ) from None
@@ -54,11 +56,33 @@ _DOT_T = ("\n   Hint: `.T` on a tensor with more than 2 dims reverses *all* its 
           "transpose the last two with `.transpose(-2, -1)` (or `.mT`).")
 
 
-def _hint(error: Exception, caught) -> str:
+_TRANSPOSE_1_2 = ("\n   Hint: `.transpose(1, 2)` in a product swaps dims 1 and 2, the last two only for 3-dim tensors: "
+                  "on keys of shape (B, H, T, d) it mixes heads and positions, and a 2-dim tensor has no dim 2. "
+                  "Transpose the last two dims, `k.transpose(-2, -1)`, whatever the number of dims.")
+
+
+def _hint(error: Exception, caught, fn=None) -> str:
     """A plain-words hint for errors whose cause is a classic mistake."""
     if any("x.T" in str(w.message) for w in caught) or "x.T" in str(error):
         return _DOT_T
+    if not isinstance(error, (RuntimeError, IndexError)):                  # shape errors
+        return ""
+    source = _source(fn)
+    # PyTorch warns about `.T` on a 3+-dim tensor only once per process: look for it in the code as well
+    if re.search(r"\.T\b(?!\w)", source):
+        return _DOT_T
+    if re.search(r"(@|matmul\()\s*\w+\.transpose\(\s*1\s*,\s*2\s*\)", source):
+        return _TRANSPOSE_1_2
     return ""
+
+
+def _source(fn) -> str:
+    """The source of a function, method, class or module instance ('' when Python cannot find it)."""
+    target = fn if inspect.isfunction(fn) or inspect.ismethod(fn) or inspect.isclass(fn) else type(fn)
+    try:
+        return inspect.getsource(target)
+    except (OSError, TypeError):
+        return ""
 
 
 def expect_tensor_like(check: str, actual, expected: torch.Tensor, what: str,
@@ -97,12 +121,34 @@ def expect_tensor_like(check: str, actual, expected: torch.Tensor, what: str,
             raise CheckFailed(check, explanation)
     if torch.isnan(actual).any() and not torch.isnan(expected).any():
         raise CheckFailed(check, f"{what} contains NaN values (a 0/0 or inf - inf somewhere?).")
+    infinities = _infinity_mismatch(actual.to(torch.float64), expected.to(torch.float64))
+    if infinities:
+        raise CheckFailed(check, f"{what} has the right shape but wrong values: {infinities}.")
     where, largest = _largest_difference(actual.to(torch.float64), expected.to(torch.float64))
     raise CheckFailed(
         check,
         f"{what} has the right shape but wrong values: at index {where} it is {actual[where].item():.5g}, "
         f"the reference gives {expected[where].item():.5g} (largest difference {largest}).",
     )
+
+
+def _infinity_mismatch(actual: torch.Tensor, expected: torch.Tensor) -> str:
+    """'' when the infinities sit in the same places in both tensors, else where one has them and the other not."""
+    parts = []
+    for value, name in ((float("-inf"), "-inf"), (float("inf"), "+inf")):
+        found, wanted = actual == value, expected == value
+        for spots, says, other, their in ((found & ~wanted, f"it is {name}", "the reference is finite",
+                                           ("the reference gives", expected)),
+                                          (wanted & ~found, f"it is not {name}", f"the reference has {name}",
+                                           ("it gives", actual))):
+            places = spots.nonzero().tolist()
+            if places:
+                first = tuple(places[0])
+                count = f"{len(places)} position{'s' * (len(places) > 1)}"
+                where = ", ".join(str(tuple(i)) for i in places[:4]) + (", ..." if len(places) > 4 else "")
+                parts.append(f"{says} at {count} where {other} (index {where}; "
+                             f"{their[0]} {their[1][first].item():.5g} at {first})")
+    return "; ".join(parts)
 
 
 def _largest_difference(actual: torch.Tensor, expected: torch.Tensor) -> tuple[tuple, str]:

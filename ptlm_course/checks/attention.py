@@ -64,8 +64,8 @@ def check_attention(fn) -> None:
         variants = [
             ("you forgot to scale the scores: divide q @ k.T by sqrt(d_k) before the softmax.", dict(scale=1.0)),
             ("you divided the scores by d_k; divide by sqrt(d_k) instead.", dict(scale=1.0 / d_k)),
-            ("the softmax runs over the wrong axis: each query's weights (a row, the last dim) should sum to 1, "
-             "so use softmax(..., dim=-1).", dict(softmax_dim=-2)),
+            ("the softmax runs over the wrong axis, the queries (dim=-2): each query's weights over the keys (a "
+             "row, the last dim) should sum to 1, so use softmax(..., dim=-1).", dict(softmax_dim=-2)),
             ("you scaled after the softmax: divide the scores q @ k.T by sqrt(d_k) *before* the softmax, so the "
              "weights still sum to 1.", dict(scale_after_softmax=True)),
         ]

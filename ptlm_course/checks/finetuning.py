@@ -27,6 +27,7 @@ What the student writes, and the check that goes with it:
 """
 from __future__ import annotations
 
+import math
 
 import torch
 import torch.nn as nn
@@ -306,6 +307,8 @@ def check_lora_linear(lora_class) -> None:
                 ("the update is scaled by rank / alpha; the scaling is alpha / rank." + where,
                  base(x) + (rank / alpha) * delta),
                 ("the update is scaled by alpha alone; the scaling is alpha / rank." + where, base(x) + alpha * delta),
+                ("the update is scaled by alpha * rank; the scaling is alpha / rank." + where,
+                 base(x) + (alpha * rank) * delta),
                 ("the output misses the base layer: it is base(x) + (alpha / rank) * x A^T B^T." + where,
                  (alpha / rank) * delta),
             ])
@@ -338,12 +341,17 @@ def check_lora_linear(lora_class) -> None:
 # Early stopping
 # --------------------------------------------------------------------------------------------------
 
-def _rule(patience, mode, min_delta, values, variant: str = "ok") -> list[bool]:
-    """The stop decisions of a reference rule (or of a classic mistake), up to the first True."""
+def _rule(patience, mode, min_delta, values, variant: str = "ok", first_compared: bool = False) -> list[bool]:
+    """The stop decisions of a reference rule (or of a classic mistake), up to the first True.
+    ``first_compared``: the first value is stored as the best and then compared with itself (a tie)."""
     best, bad, out = None, 0, []
     for v in values:
         if variant == "start_zero" and best is None:
             best = 0.0                                   # as if 0 were a value already seen
+        if variant == "inf_for_max" and best is None:
+            best = math.inf                              # the 'min' start, in both modes
+        if first_compared and best is None:
+            best = v
         if variant == "tie_improves":
             better = best is None or (v <= best - min_delta if mode == "min" else v >= best + min_delta)
         elif variant == "max_as_min":
@@ -388,9 +396,14 @@ _MISTAKES = {
     "tie_improves": "a tie counts as an improvement: a value equal to the best (or exactly min_delta better) is "
                     "not an improvement, so use a strict comparison (value < best - min_delta, not <=).",
     "never_update": "the best value is never updated: when the metric improves, store it as the new best.",
+    "inf_for_max": "the best value starts at +inf in both modes: with mode='max' no value beats +inf, so nothing "
+                   "ever improves. Start with -inf for 'max' (+inf for 'min'), or with best = None.",
     "start_zero": "the best value starts at 0 instead of the first value: with mode='min' a loss never beats 0. "
                   "Start with best = None (or +inf for 'min', -inf for 'max') so that the first value is the best.",
 }
+
+_FIRST_COMPARED = ("the first value counts as no improvement: it is stored as the best and then compared with "
+                   "itself, a tie. The first value is always an improvement: store it and keep the count at 0.")
 
 _CASES = [  # (patience, mode, min_delta, values)
     (2, "min", 0.0, [1.0, 0.8, 0.9, 0.85, 0.7, 0.75, 0.74, 0.73]),
@@ -435,6 +448,9 @@ def check_early_stopping(stopper_class) -> None:
     for variant, explanation in _MISTAKES.items():        # a mistake that explains every answer
         if all(_rule(*c, variant=variant) == g for c, g in zip(_CASES, got)):
             raise CheckFailed(check, explanation + case)
+    for variant, explanation in [("ok", "")] + list(_MISTAKES.items()):     # ... with the first value compared
+        if all(_rule(*c, variant=variant, first_compared=True) == g for c, g in zip(_CASES, got)):
+            raise CheckFailed(check, (f"{explanation} Also, " if explanation else "") + _FIRST_COMPARED + case)
     raise CheckFailed(check, "update() returned the wrong decisions" + case)
 
 
@@ -452,9 +468,13 @@ _ALIGN_CASES = [
 
 def _align_reference(word_pieces, word_labels, variant: str = "ok") -> list[int]:
     out = [] if variant == "no_specials" else [-100]
+    previous = None
     for pieces, label in zip(word_pieces, word_labels):
         rest = 0 if variant == "zero_fill" else -100
-        if variant == "every_piece":
+        if variant == "new_word_by_label":                # a word with the previous word's label looks continued
+            out += [label if label != previous else -100] + [-100] * (len(pieces) - 1)
+            previous = label
+        elif variant == "every_piece":
             out += [label] * len(pieces)
         elif variant == "last_piece":
             out += [rest] * (len(pieces) - 1) + [label]
@@ -474,6 +494,8 @@ _ALIGN_MISTAKES = {
                  "cross_entropy skips (ignore_index), for [CLS], [SEP] and a word's later pieces.",
     "no_specials": "the labels leave out [CLS] and [SEP]: the list must line up with the model's input "
                    "[CLS] pieces... [SEP], so it starts and ends with -100.",
+    "new_word_by_label": "a word whose label equals the previous word's label got -100, as if it continued that "
+                         "word: tell words apart by their index (word_ids()), not by their labels.",
     "no_sep": "the labels stop before [SEP]: add a final -100 for it, so the list is as long as the input.",
 }
 

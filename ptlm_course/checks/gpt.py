@@ -36,7 +36,9 @@ def _variant(model: GPT, idx: torch.Tensor, kind: str = "ok") -> torch.Tensor:
     blocks = {"reversed_blocks": blocks[::-1], "last_block_only": blocks[-1:], "first_block_only": blocks[:1]}.get(kind, blocks)
     for block in blocks:
         x = block(x)
-    if kind not in ("no_final_norm", "norm_first"):
+        if kind == "norm_every_block":
+            x = model.ln_f(x)
+    if kind not in ("no_final_norm", "norm_first", "norm_every_block"):
         x = model.ln_f(x)
     logits = model.lm_head(x)                                                    # (B, T, V)
     return logits.softmax(-1) if kind == "softmax" else logits
@@ -51,6 +53,8 @@ _MISTAKES = {
     "no_final_norm": "the final LayerNorm is missing: apply model.ln_f after the last block, before model.lm_head.",
     "norm_first": "the final LayerNorm is applied to the embeddings, before the blocks: model.ln_f comes after the "
                   "last block, right before model.lm_head.",
+    "norm_every_block": "the final LayerNorm is applied after every block: model.ln_f runs once, after the last "
+                        "block, right before model.lm_head (each block normalises its own inputs).",
     "reversed_blocks": "the blocks run in reverse order: apply model.blocks[0] first, then blocks[1], ...",
     "last_block_only": "only the last block was applied (x = block(x) inside the loop, but the loop input is "
                        "not updated?): each block reads the previous block's output.",

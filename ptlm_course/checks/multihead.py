@@ -1,6 +1,7 @@
 """Checks for notebook 04's exercises: splitting and merging heads, and a multi-head attention module."""
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -26,6 +27,14 @@ def _call(check, fn, *args):
         raise
 
 
+def _wrong_permutations(heads: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+    """Every other order of the dims of ``heads`` (B, T, H, d), named: the reference is permute(0, 2, 1, 3)."""
+    names = ("B", "T", "H", "C/H")
+    return [(f"the dims came out in the order ({', '.join(names[i] for i in order)}): after .view(B, T, H, C/H) "
+             f"swap only T and H, with .transpose(1, 2) (permute(0, 2, 1, 3)).", heads.permute(*order))
+            for order in itertools.permutations(range(4)) if order not in ((0, 2, 1, 3), (0, 1, 2, 3))]
+
+
 def check_split_heads(fn) -> None:
     """Check ``fn(x, n_heads)``: (B, T, C) -> (B, H, T, C/H)."""
     check = "check_split_heads"
@@ -40,7 +49,7 @@ def check_split_heads(fn) -> None:
              "(B, T, H, C/H) first, then swap T and H with .transpose(1, 2).", x.reshape(B, H, T, d)),
             ("the result has shape (B, T, H, C/H): swap the T and H dims with .transpose(1, 2).",
              x.reshape(B, T, H, d)),
-        ])
+        ] + _wrong_permutations(x.reshape(B, T, H, d)))
     passed(check, len(cases))
 
 
@@ -67,7 +76,7 @@ def check_merge_heads(fn) -> None:
 
 
 def _mha_variant(ref: MultiHeadAttention, x, mask, scale=None, out_proj=True, mixed_split=False, mixed_merge=False,
-                scale_after_softmax=False, v_from_k=False, softmax_dim=-1):
+                scale_after_softmax=False, v_from_k=False, softmax_dim=-1, return_scores=False):
     """Our module's forward pass written out, with the classic mistakes as switches."""
     B, T, C = x.shape
     H, d = ref.n_heads, ref.head_dim
@@ -83,7 +92,7 @@ def _mha_variant(ref: MultiHeadAttention, x, mask, scale=None, out_proj=True, mi
         weights = weights * scale
     y = weights @ v                                                               # (B, H, T, d)
     y = y.reshape(B, T, C) if mixed_merge else merge_heads(y)                     # (B, T, C)
-    return (ref.out_proj(y) if out_proj else y), weights
+    return (ref.out_proj(y) if out_proj else y), (scores if return_scores else weights)
 
 
 def check_multi_head_attention(cls) -> None:
@@ -124,6 +133,7 @@ def check_multi_head_attention(cls) -> None:
                 "v_from_k": _mha_variant(ref, x, mask, v_from_k=True),
                 "axis": _mha_variant(ref, x, mask, softmax_dim=-2),
                 "no_mask": _mha_variant(ref, x, None),
+                "scores": _mha_variant(ref, x, mask, return_scores=True),
             }
         where = f" (test: B={B}, T={T}, d_model={C}, n_heads={H}{', causal mask' if mask is not None else ''})"
         mixed = ("the heads are mixed up: split with .view(B, T, H, d).transpose(1, 2) and merge with "
@@ -142,7 +152,9 @@ def check_multi_head_attention(cls) -> None:
         if H == 1:
             named = [(k, m) for k, m in named if k != "d_model"]              # the same thing with one head
         expect_tensor_like(check, weights, w_ref, "the weights (B, H, T, T)" + where, [
-            (no_scale + where, wrong["no_scale"][1]), (mixed + where, wrong["split"][1])]
+            (no_scale + where, wrong["no_scale"][1]), (mixed + where, wrong["split"][1]),
+            ("the weights returned are the scores before the softmax: return the attention weights, "
+             "softmax(scores, dim=-1), whose rows sum to 1." + where, wrong["scores"][1])]
             + [(m + where, wrong[k][1]) for k, m in named if k != "v_from_k"])
         expect_tensor_like(check, out, out_ref, "the output (B, T, C)" + where, [
             ("the output projection is missing: pass the merged heads through self.out_proj." + where,
@@ -175,7 +187,8 @@ def _cross_variant(ref: MultiHeadAttention, x, context, mask, kind="ok"):
     source_q = context if kind in ("q_from_context", "swapped") else x
     source_kv = x if kind in ("kv_from_x", "swapped") else context
     q = split_heads(ref.q_proj(source_q), H)                                    # (B, H, T, d)
-    k, v = split_heads(ref.k_proj(source_kv), H), split_heads(ref.v_proj(source_kv), H)   # (B, H, S, d)
+    k = split_heads(ref.k_proj(x if kind == "k_from_x" else source_kv), H)      # (B, H, S, d)
+    v = split_heads(ref.v_proj(x if kind == "v_from_x" else source_kv), H)
     scores = q @ k.transpose(-2, -1) * (1.0 if kind == "no_scale" else 1 / math.sqrt(d))   # (B, H, T, S)
     if mask is not None and kind not in ("no_mask", "kv_from_x", "q_from_context", "swapped"):
         scores = scores.masked_fill(~mask, float("-inf"))
@@ -189,6 +202,10 @@ def _cross_variant(ref: MultiHeadAttention, x, context, mask, kind="ok"):
 _CROSS_MISTAKES = {
     "kv_from_x": "the keys and values come from x: in cross-attention the queries come from x and the keys and "
                  "values from `context` (self.k_proj(context), self.v_proj(context)).",
+    "k_from_x": "the keys come from x: in cross-attention the keys and the values both come from `context` "
+                "(self.k_proj(context)); only the queries come from x.",
+    "v_from_x": "the values come from x: in cross-attention the keys and the values both come from `context` "
+                "(self.v_proj(context)); only the queries come from x.",
     "q_from_context": "the queries come from `context`: the queries come from x (one output per position of x), "
                       "the keys and values from context.",
     "swapped": "x and context are swapped: the queries come from `context` and the keys and values from x; it is "
@@ -207,7 +224,8 @@ def check_cross_attention(cls) -> None:
     -> (out (B, T, C), weights (B, H, T, S))``: queries from x, keys and values from context."""
     check = "check_cross_attention"
     name = fn_name(cls)
-    cases = [(2, 3, 5, 12, 3), (1, 4, 4, 8, 2), (3, 2, 6, 8, 1)]                 # (B, T, S, C, H)
+    # (B, T, S, C, H); T = S first, so that mixing x and context up shows as wrong values, not a shape error
+    cases = [(2, 4, 4, 8, 2), (2, 3, 5, 12, 3), (3, 2, 6, 8, 1)]
     g = torch.Generator().manual_seed(12)
     for B, T, S, C, H in cases:
         torch.manual_seed(C + H + S)
@@ -229,8 +247,13 @@ def check_cross_attention(cls) -> None:
         where = f" (test: x (B={B}, T={T}, C={C}), context with S={S} positions and a padding mask, n_heads={H})"
         with torch.no_grad():
             expected = _cross_variant(ref, x, context, mask)
-            wrong = {kind: _cross_variant(ref, x, context, mask, kind) for kind in _CROSS_MISTAKES}
-        kinds = [k for k in _CROSS_MISTAKES if not (k == "causal" and T > S)]
+            wrong = {}
+            for kind in _CROSS_MISTAKES:
+                try:
+                    wrong[kind] = _cross_variant(ref, x, context, mask, kind)
+                except RuntimeError:                        # keys from x and values from context need T = S
+                    continue
+        kinds = [k for k in wrong if not (k == "causal" and T > S)]
         expect_tensor_like(check, weights, expected[1], "the weights (B, H, T, S)" + where,
                            [(_CROSS_MISTAKES[k] + where, wrong[k][1]) for k in kinds if k != "no_proj"])
         expect_tensor_like(check, out, expected[0], "the output (B, T, C)" + where,

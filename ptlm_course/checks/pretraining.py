@@ -105,6 +105,11 @@ def _loss_mistakes(logits, targets):
         ("the softmax runs over the wrong axis: normalise over the vocabulary, the last dimension "
          "(log_softmax(dim=-1)), then pick each target's log-probability.", wrong_axis),
     ]
+    if T > 1:
+        again = ("the targets were shifted again: they already hold the next token of each position, so "
+                 "logits[:, t] goes with targets[:, t]; do not drop a position ([:, :-1] / [:, 1:]).")
+        mistakes += [(again, F.cross_entropy(logits[:, :-1].reshape(-1, V), targets[:, 1:].reshape(-1))),
+                     (again, F.cross_entropy(logits[:, 1:].reshape(-1, V), targets[:, :-1].reshape(-1)))]
     if T == V:
         mistakes.append(("cross_entropy got logits of shape (B, T, V): it reads dimension 1 as the classes, "
                          "so flatten first: F.cross_entropy(logits.view(B*T, V), targets.view(B*T)).",
@@ -220,17 +225,27 @@ def _mlm_call(check: str, fn, ids: torch.Tensor, seed: int, **kwargs) -> tuple[t
     return masked, labels
 
 
+def _dispersion(eligible, chosen, dim: int) -> float:
+    """How much the chosen counts along ``dim`` (per row: 1, per column: 0) vary, relative to independent
+    draws at the measured rate: about 1 when each token is drawn on its own, far more when they come in groups."""
+    n, k = eligible.sum(dim).double(), chosen.sum(dim).double()
+    rate = float(k.sum() / n.sum())                                   # the measured rate, whatever it is
+    expected_var = (n * rate * (1 - rate)).clamp(min=1e-9)
+    return float(((k - n * rate) ** 2 / expected_var)[n > 0].mean())
+
+
 def _chosen_rate(check: str, ids, labels, mask_prob: float, setup: str, what: str = "") -> None:
     special = torch.isin(ids, torch.tensor(MLM_SPECIAL_IDS))
     labelled = labels != -100
-    eligible_per_row, chosen_per_row = (~special).sum(1).double(), labelled.sum(1).double()
-    rate = float(chosen_per_row.sum() / eligible_per_row.sum())          # the measured rate, whatever it is
-    expected_var = (eligible_per_row * rate * (1 - rate)).clamp(min=1e-9)
-    dispersion = ((chosen_per_row - eligible_per_row * rate) ** 2 / expected_var).mean()
-    if dispersion > 3.0:                                              # about 1 when each token is drawn alone
+    if _dispersion(~special, labelled, dim=1) > 3.0:                  # about 1 when each token is drawn alone
         raise CheckFailed(check, "the chosen tokens come in whole rows (or blocks): some rows have far more and "
                                  "some far fewer than mask_prob of their tokens. Draw a separate random number "
                                  "for every position, torch.rand(input_ids.shape) < mask_prob." + setup)
+    if _dispersion(~special, labelled, dim=0) > 3.0:
+        raise CheckFailed(check, "the same positions are chosen in every row (whole columns): one random draw per "
+                                 "position was shared by the batch, e.g. torch.rand(input_ids.shape[1]). Draw a "
+                                 "separate random number for every token, torch.rand(input_ids.shape) < mask_prob."
+                          + setup)
     eligible, n_chosen = int((~special).sum()), int(labelled.sum())
     if not _rate_ok(n_chosen, eligible, mask_prob):
         raise CheckFailed(check, f"{n_chosen / eligible:.1%} of the ordinary tokens were chosen{what}, but it should "

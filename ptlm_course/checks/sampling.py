@@ -88,6 +88,13 @@ def _ascending_keep(logits: torch.Tensor, p: float) -> torch.Tensor:
     return torch.zeros_like(logits, dtype=torch.bool).scatter(-1, order, probs.cumsum(-1) - probs < p)
 
 
+def _strict_top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Top-p that keeps only the tokens whose cumulative probability stays below p (the top one included)."""
+    sorted_logits, order = logits.sort(-1, descending=True)
+    keep = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, order, sorted_logits.softmax(-1).cumsum(-1) < p)
+    return logits.masked_fill(~keep, float("-inf"))
+
+
 def check_top_p(fn) -> None:
     """Check ``fn(logits (..., V), p) -> (..., V)``: keep the fewest most likely tokens whose probabilities
     add up to >= p (the token that crosses p included, the top token always), the others -inf."""
@@ -98,12 +105,17 @@ def check_top_p(fn) -> None:
         out = _as_filtered(check, call_student(check, fn, logits.clone(), p), logits, call)
         expected = top_p_filter(logits, p)
         keep = expected > float("-inf")
-        if (out == float("-inf")).all(-1).any():
-            raise CheckFailed(check, f"{call} drops every token in some row: the most likely token must always be "
-                                     f"kept, even when its probability alone exceeds p.")
         sorted_logits, order = logits.sort(-1, descending=True)
         probs = sorted_logits.softmax(-1)
         cumulative = probs.cumsum(-1)
+        if (out == float("-inf")).all(-1).any():
+            if all(torch.equal(_as_filtered(check, call_student(check, fn, x.clone(), q), x, call), _strict_top_p(x, q))
+                   for x, q in cases if q < 1.0):                # p = 1 leaves the last token to rounding
+                raise CheckFailed(check, f"{call} drops the token that crosses p, and with it every token in some row "
+                                         f"(its top token alone exceeds p): keep tokens while the probability mass "
+                                         f"*before* them is below p (cumsum - prob < p); the top token always stays.")
+            raise CheckFailed(check, f"{call} drops every token in some row: the most likely token must always be "
+                                     f"kept, even when its probability alone exceeds p.")
         no_crossing = (cumulative < p) | (torch.arange(logits.shape[-1]) == 0)     # drops the crossing token
         keep_sorted = keep.gather(-1, order)                                         # the right mask, sorted
         mistakes = [

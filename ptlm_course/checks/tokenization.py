@@ -182,6 +182,12 @@ def _merge_as_text(ids, pair, new_id):
     return [int(t) for t in text.split()]
 
 
+def _merge_as_padded_text(ids, pair, new_id):
+    # the same with spaces around each id: no more collisions, but back-to-back matches share a space
+    text = f" {' '.join(str(i) for i in ids)} ".replace(f" {pair[0]} {pair[1]} ", f" {new_id} ")
+    return [int(t) for t in text.split()]
+
+
 _SECOND_ID_KEPT = ("the pair's second id is still there: new_id replaces *both* ids, so after a match "
                    "jump two positions ahead (i += 2).")
 _MERGE_MISTAKES = [
@@ -192,9 +198,13 @@ _MERGE_MISTAKES = [
      "the final id still has to be appended.", _merge_drop_last),
     ("only the first occurrence was merged: replace *every* occurrence, left to right.", _merge_first_only),
     (_SECOND_ID_KEPT, _merge_keep_both),
-    ("you merged by text replacement on the joined ids: in ' '.join(...) the ids 11 and 2 read '11 2', which "
-     "contains '1 2', so multi-digit ids collide. Compare ids, not text: scan the list and test "
+    ("you merged by text replacement on the joined ids: joined as text, the ids 11 and 2 read '11 2' (or '11,2'), "
+     "which contains '1 2' (or '1,2'), so multi-digit ids collide. Compare ids, not text: scan the list and test "
      "(ids[i], ids[i + 1]) == pair.", _merge_as_text),
+    ("you merged by text replacement on the joined ids, with spaces around them: back-to-back occurrences "
+     "share a space, so in ' 1 2 1 2 ' str.replace(' 1 2 ', ...) finds only the first one (the match used up "
+     "the space the second needs). Compare ids, not text: scan the list and test (ids[i], ids[i + 1]) == pair.",
+     _merge_as_padded_text),
 ]
 
 
@@ -209,13 +219,13 @@ def _merge_cases():
         ([3, 1, 2, 4], (1, 2), 256),
         ([1, 2], (2, 1), 9),
         ([1, 2, 1, 2, 1], (2, 1), 300),
-        ([7], (7, 7), 9),
-        ([], (1, 2), 9),
         ([11, 2, 3, 1, 2], (1, 2), 9),
         ([1, 21, 4, 1, 2], (1, 2), 30),
         ([12, 31, 2, 1, 23], (1, 2), 7),
         (random_ids, (1, 2), 4),
         (random_ids, (0, 0), 4),
+        ([7], (7, 7), 9),                # the edge cases last, so that an answer which fails on them alone
+        ([], (1, 2), 9),                 # is first judged on the others (see check_merge)
     ]
 
 
@@ -226,7 +236,11 @@ def check_merge(fn) -> None:
     answers = []
     for ids, pair, new_id in cases:
         given = list(ids)
-        result = call_student(check, fn, given, pair, new_id)
+        try:
+            result = call_student(check, fn, given, pair, new_id)
+        except CheckFailed:
+            _compare_merges(check, cases[:len(answers)], answers)   # a known mistake on earlier cases explains more
+            raise
         if given != ids:
             raise CheckFailed(check, "the input list was changed: build and return a new list instead of "
                                      "modifying `ids` (the caller may still need it).")
@@ -235,12 +249,17 @@ def check_merge(fn) -> None:
         if not isinstance(result, (list, tuple)):
             raise CheckFailed(check, f"should return a list of ids, but it returned {describe(result)}.")
         answers.append(list(result))
+    _compare_merges(check, cases, answers)
+    passed(check, len(cases))
+
+
+def _compare_merges(check: str, cases: list, answers: list) -> None:
+    """Fail on the first answer that differs from the reference, naming the mistake that explains the most."""
     mistakes = _consistent_first(_MERGE_MISTAKES, cases, answers)
     for (ids, pair, new_id), result in zip(cases, answers):
         expect_equal(check, result, _reference_merge(ids, pair, new_id),
                      f"merge({ids if len(ids) <= 12 else describe(ids)}, {pair}, {new_id})",
                      [(message, wrong(ids, pair, new_id)) for message, wrong in mistakes])
-    passed(check, len(cases))
 
 
 # ------------------------------------------------------------------------------------ WordPiece
@@ -315,6 +334,23 @@ def _wp_bare_fallback_sorted(word, vocab):
     return pieces
 
 
+def _wp_bare_before_prefixed(word, vocab):
+    # at each length, the bare piece is tried before the '##' one
+    pieces, start = [], 0
+    while start < len(word):
+        for end in range(len(word), start, -1):
+            piece = word[start:end]
+            if piece not in vocab and start > 0:
+                piece = "##" + piece
+            if piece in vocab:
+                break
+        else:
+            return ["[UNK]"]
+        pieces.append(piece)
+        start = end
+    return pieces
+
+
 def _wp_prefix_everywhere(word, vocab):
     pieces, start = [], 0
     while start < len(word):
@@ -341,6 +377,8 @@ _WORDPIECE_MISTAKES = [
     ("a continuation piece was taken without its '##' (you fell back to the bare piece when no '##' piece fits): "
      "after the first piece, only '##' pieces may be used; if none fits, the word is ['[UNK]'].",
      _wp_bare_fallback_sorted),
+    ("a continuation piece was taken without its '##' (you tried the bare piece before the '##' one): after the "
+     "first piece, only '##' pieces may be used; if none fits, the word is ['[UNK]'].", _wp_bare_before_prefixed),
     ("when no piece fits, the whole word becomes ['[UNK]']; here the pieces found so far were returned.",
      lambda w, v: _wp_greedy(w, v, on_stuck="partial")),
     ("when no piece fits, the whole word becomes ['[UNK]'], not the pieces so far plus '[UNK]'.",

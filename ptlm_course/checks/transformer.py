@@ -60,6 +60,9 @@ def check_layer_norm(fn) -> None:
             ("the variance is not centred: you averaged x ** 2, but the variance is the mean of (x - mean) ** 2.",
              variant(uncentred_var=True)),
             ("the mean is not subtracted: x_hat = (x - mean) / sqrt(var + eps).", variant(no_centre=True)),
+            ("the mean is not subtracted anywhere: x / sqrt(mean(x ** 2) + eps) is RMSNorm. LayerNorm centres "
+             "first: x_hat = (x - mean) / sqrt(var + eps), with var the mean of (x - mean) ** 2.",
+             variant(no_centre=True, uncentred_var=True)),
             ("weight and bias are swapped: x_hat * weight + bias (weight scales, bias shifts).",
              variant(swap_affine=True)),
             ("you forgot the learned scale and shift: return x_hat * weight + bias.", variant(affine=(False, False))),
@@ -182,6 +185,12 @@ def _block_variant(ref: TransformerBlock, x, mask, kind: str = "pre-LN"):
     if kind == "swapped norms":
         h = x + attn(ln2(x))
         return h + ffn(ln1(h))
+    if kind == "ln1 twice":
+        h = x + attn(ln1(x))
+        return h + ffn(ln1(h))
+    if kind == "ln2 twice":
+        h = x + attn(ln2(x))
+        return h + ffn(ln2(h))
     if kind == "no mask":
         return _block_variant(ref, x, None)
     raise ValueError(f"unknown variant {kind!r}")
@@ -204,6 +213,10 @@ _BLOCK_MISTAKES = {
     "ffn reads input": "the feed-forward sub-layer reads the block's input instead of the output of the attention "
                        "sub-layer: h = x + attn(ln1(x)); return h + ffn(ln2(h)).",
     "swapped norms": "ln1 and ln2 are swapped: ln1 goes before the attention, ln2 before the feed-forward network.",
+    "ln1 twice": "ln1 normalises the input of both sub-layers: each has its own LayerNorm, ln1 before the "
+                 "attention and ln2 before the feed-forward network.",
+    "ln2 twice": "ln2 normalises the input of both sub-layers: each has its own LayerNorm, ln1 before the "
+                 "attention and ln2 before the feed-forward network.",
     "no mask": "your block ignores `mask`: pass it on, self.attn(self.ln1(x), mask=mask).",
 }
 
