@@ -3,7 +3,7 @@
     python benchmarks/scaling.py [--processes 1,2] [--threads 1] [--steps 30] [--batch-size 16]
                                  [--n-layer 4] [--n-embd 128] [--block-size 64]
 
-Trains ``ptlm_course.gpt.GPT`` with ``ptlm_course.training.train`` (the shared loop, gloo
+Trains ``ptlm_course.gpt.GPT`` with ``ptlm_course.distributed.train`` (the shared loop wrapped in gloo
 DistributedDataParallel under torchrun) on random character ids, with the same **global** batch in every
 run: N processes each take B / N rows. Each process uses ``--threads`` CPU threads, so N processes use
 N x threads cores. Reports the median tokens/s of the steps after the first ``--warmup`` (all processes'
@@ -29,7 +29,8 @@ def worker(args) -> None:
 
     from ptlm_course import distributed
     from ptlm_course.gpt import GPT, GPTConfig
-    from ptlm_course.training import TrainConfig, train
+    from ptlm_course.distributed import train
+    from ptlm_course.training import TrainConfig
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -1,8 +1,9 @@
-"""Data-parallel training with ``torch.distributed`` (notebook 16): the helpers the shared loop uses.
+"""Data-parallel training with ``torch.distributed`` (notebook 16), wrapped around the shared loop.
 
-Launch any script that calls :func:`ptlm_course.training.train` with ``torchrun --nproc_per_node=N`` and
-it trains on N processes: torchrun sets ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` in each one, and
-``train`` then
+Launch a script that calls :func:`train` (this module's: the same arguments as
+:func:`ptlm_course.training.train`) with ``torchrun --nproc_per_node=N`` and it trains one model on N
+processes: torchrun sets ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` in each one, and the loop, given the
+:class:`DataParallel` hooks,
 
 1. joins the process group (:func:`setup`: gloo on the CPU, NCCL on CUDA GPUs, one GPU per process);
 2. wraps the model in ``DistributedDataParallel``, which all-reduces (averages) the gradients during
@@ -19,7 +20,8 @@ N processes compute exactly what one process computes on the global batch, up to
 a loss normalised by a count that differs between shards (e.g. the masked tokens of a masked-LM batch)
 gives a close but not identical mean of means.
 
-Without torchrun every function here is a no-op (rank 0 of 1 process), so the same code runs unchanged.
+Without torchrun every function here is a no-op (rank 0 of 1 process), so the same script runs unchanged
+in one process. The loop itself (``ptlm_course/training.py``) knows nothing of all this: it calls the hooks.
 """
 from __future__ import annotations
 
@@ -32,12 +34,13 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
+from . import training
 from .validation import describe
 
 __all__ = [
     "launched_by_torchrun", "is_distributed", "rank", "local_rank", "world_size", "is_main_process",
     "setup", "cleanup", "wrap_model", "unwrap_model", "no_sync", "shard_batch", "sharded_get_batch",
-    "all_reduce_mean", "mean_record", "barrier",
+    "all_reduce_mean", "mean_record", "barrier", "DataParallel", "train",
 ]
 
 _ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
@@ -203,3 +206,43 @@ def barrier() -> None:
     """Wait until every process gets here (nothing to wait for in one process)."""
     if is_distributed():
         dist.barrier()
+
+
+class DataParallel(training.OneProcess):
+    """The loop's hooks for the processes torchrun started: join the group, wrap in DDP, shard every batch,
+    average what is logged, let rank 0 alone show progress and write. In one process each is a no-op."""
+
+    @property
+    def is_main(self) -> bool:
+        return is_main_process()
+
+    def setup(self, device: torch.device) -> torch.device:
+        return setup(device)
+
+    def wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
+        return wrap_model(model, device)
+
+    def shard(self, get_batch: Callable) -> Callable:
+        return sharded_get_batch(get_batch)
+
+    def no_sync(self, model: nn.Module, skip: bool):
+        return no_sync(model, skip)
+
+    def mean_record(self, record: dict) -> dict:
+        return mean_record(record)
+
+    def mean(self, metrics: dict) -> dict:
+        return all_reduce_mean(metrics)
+
+    def barrier(self) -> None:
+        barrier()
+
+
+def train(model: nn.Module, config: training.TrainConfig, get_batch: Callable, loss_fn: Callable,
+          eval_fn: Callable | None = None, callbacks: list[Callable] | None = None) -> training.History:
+    """:func:`ptlm_course.training.train` on every process torchrun started, as one data-parallel run.
+
+    ``get_batch`` returns the **global** batch (every tensor's first dimension k * N); ``loss_fn`` must call
+    ``model(...)``, which is the DDP wrapper here. Without torchrun: exactly ``training.train``.
+    """
+    return training.train(model, config, get_batch, loss_fn, eval_fn, callbacks, processes=DataParallel())

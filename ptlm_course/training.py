@@ -10,11 +10,16 @@ randomness from ``generator`` (e.g. ``torch.randint(..., generator=generator)``)
 the same batches. ``loss_fn(model, batch)`` returns the loss (a scalar tensor) or ``(loss, metrics)`` with a
 dict of extra numbers to record (a ``"n_tokens"`` entry turns on a tokens-per-second column).
 Data comes only through ``get_batch``: no DataLoader worker processes, so it runs the same on Windows and Colab.
+
+The loop runs in one process. :mod:`ptlm_course.distributed` wraps it for N processes under torchrun
+(``distributed.train``): it hands the loop a ``distributed.DataParallel`` in place of :class:`OneProcess`, the few
+hooks where one process and N differ.
 """
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,13 +31,12 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from . import distributed
 from .runtime import atomic_write, get_device, seed_everything
 from .validation import describe, is_int, is_number
 
 __all__ = [
     "param_groups", "make_optimizer", "warmup_cosine", "make_scheduler", "TrainConfig", "History",
-    "resolve_precision", "evaluate", "train", "save_checkpoint", "load_checkpoint", "EarlyStopping",
+    "resolve_precision", "evaluate", "train", "save_checkpoint", "load_checkpoint", "EarlyStopping", "OneProcess",
 ]
 
 PRECISIONS = ("auto", "bf16", "fp16", "off")
@@ -377,17 +381,48 @@ def _set_rng_states(states: dict) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+class OneProcess:
+    """Where the loop runs: this one process, so every hook below changes nothing.
+
+    :class:`ptlm_course.distributed.DataParallel` overrides them to train on N processes (notebook 16).
+    """
+    is_main = True                                          # the process that shows progress and writes files
+
+    def setup(self, device: torch.device) -> torch.device:   # join a process group; the device to use
+        return device
+
+    def wrap(self, model: nn.Module, device: torch.device) -> nn.Module:   # what forward and backward run through
+        return model
+
+    def shard(self, get_batch: Callable) -> Callable:       # this process's share of every batch
+        return get_batch
+
+    def no_sync(self, model: nn.Module, skip: bool):         # accumulate a micro-batch without reducing gradients
+        return contextlib.nullcontext()
+
+    def mean_record(self, record: dict) -> dict:            # a step's losses and metrics over the processes
+        return record
+
+    def mean(self, metrics: dict) -> dict:                  # evaluation metrics over the processes
+        return dict(metrics)
+
+    def barrier(self) -> None:                              # wait for the other processes
+        pass
+
+
 def save_checkpoint(path, model: nn.Module, optimizer, scheduler, step: int, history: History,
                     generator: torch.Generator, scaler=None, config: TrainConfig | None = None,
-                    early_stopping: dict | None = None) -> None:
+                    early_stopping: dict | None = None, processes: OneProcess | None = None) -> None:
     """Save everything needed to resume exactly, atomically: a temporary file in the same folder is renamed
     over ``path`` only once fully written, so a crash never leaves a half-written checkpoint.
-    ``early_stopping``: the early-stopping state (counter, best value, best weights), when there is one."""
-    if not distributed.is_main_process():                 # under torchrun rank 0 writes, the others wait
-        distributed.barrier()
+    ``early_stopping``: the early-stopping state (counter, best value, best weights), when there is one.
+    ``processes``: with several (:mod:`ptlm_course.distributed`), the main one writes and the others wait."""
+    processes = processes or OneProcess()
+    if not processes.is_main:
+        processes.barrier()
         return
     state = {
-        "model": distributed.unwrap_model(model).state_dict(),   # no DDP "module." prefix: loads anywhere
+        "model": _unwrap(model).state_dict(),             # no DDP "module." prefix: loads anywhere
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
@@ -399,7 +434,12 @@ def save_checkpoint(path, model: nn.Module, optimizer, scheduler, step: int, his
         "early_stopping": early_stopping,
     }
     atomic_write(path, lambda tmp: torch.save(state, tmp))
-    distributed.barrier()
+    processes.barrier()
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a DistributedDataParallel wrapper (its ``.module``), or the model itself."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 # Settings that do not change what a run computes: a run may resume with other values of these.
@@ -521,7 +561,8 @@ def evaluate(model: nn.Module, get_batch: Callable, loss_fn: Callable, batches: 
 
 
 def train(model: nn.Module, config: TrainConfig, get_batch: Callable, loss_fn: Callable,
-          eval_fn: Callable | None = None, callbacks: list[Callable] | None = None) -> History:
+          eval_fn: Callable | None = None, callbacks: list[Callable] | None = None,
+          processes: OneProcess | None = None) -> History:
     """Train ``model`` for ``config.steps`` AdamW updates; return the :class:`History`.
 
     Each update: ``grad_accumulation`` micro-batches from ``get_batch("train", generator)``, backward of
@@ -539,16 +580,13 @@ def train(model: nn.Module, config: TrainConfig, get_batch: Callable, loss_fn: C
     and with ``config.restore_best`` the model ends with the weights of its best evaluation
     (``history.best_step``; ``history.stopped_step`` says where it stopped).
 
-    Launched with ``torchrun --nproc_per_node=N`` it trains on N processes (gloo on the CPU, NCCL on CUDA):
-    DistributedDataParallel averages the gradients, each process keeps its rows ``rank::N`` of every global
-    batch (so ``get_batch`` must return batches whose tensors all have k * N rows, see
-    :mod:`ptlm_course.distributed`), ``loss_fn`` must call ``model(...)`` (the DDP wrapper's forward), losses and
-    metrics are averaged over the processes, and only rank 0 shows progress and writes checkpoints, which hold
-    the unwrapped model's weights and so resume on any number of processes.
+    ``processes``: where the loop runs (default: this one process). To train on N processes under torchrun,
+    call :func:`ptlm_course.distributed.train`, which passes the loop its :class:`DataParallel` hooks.
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"`config` should be a TrainConfig, but got {describe(config)}.")
-    device = distributed.setup(get_device(config.device))  # under torchrun: join the process group
+    processes = processes or _one_process_only()
+    device = processes.setup(get_device(config.device))
     precision = resolve_precision(config.mixed_precision, device)
     model.to(device).train()
     optimizer = make_optimizer(model, config.lr, config.weight_decay, config.betas)
@@ -579,18 +617,19 @@ def train(model: nn.Module, config: TrainConfig, get_batch: Callable, loss_fn: C
                     model, get_batch, loss_fn, config.eval_batches, config.seed, device, precision)
         finally:
             model.train()
-        history.eval.append({"step": step, **distributed.all_reduce_mean({k: _number(v) for k, v in metrics.items()})})
+        history.eval.append({"step": step, **processes.mean({k: _number(v) for k, v in metrics.items()})})
 
-    ddp_model = distributed.wrap_model(model, device)      # under torchrun: DDP averages the gradients
-    get_batch = distributed.sharded_get_batch(get_batch)   # and each process keeps its rows of every batch
+    wrapped = processes.wrap(model, device)                # forward and backward run through this one
+    get_batch = processes.shard(get_batch)
     bar = tqdm(total=config.steps, initial=start, desc="training", dynamic_ncols=True,
-               disable=not config.progress or not distributed.is_main_process())
+               disable=not config.progress or not processes.is_main)
     window: list[dict] = []                                # the records since the last log
     try:
         for step in range(start + 1, config.steps + 1):    # step = updates done once this one is done
             stop = False
-            window.append(distributed.mean_record(_train_step(
-                ddp_model, config, get_batch, loss_fn, optimizer, scheduler, scaler, generator, device, precision)))
+            window.append(processes.mean_record(_train_step(
+                wrapped, config, get_batch, loss_fn, optimizer, scheduler, scaler, generator, device, precision,
+                processes)))
             bar.update(1)
             if step % config.log_every == 0 or step == config.steps:
                 history.train.append(_summarise(window, step))
@@ -606,7 +645,7 @@ def train(model: nn.Module, config: TrainConfig, get_batch: Callable, loss_fn: C
             if config.checkpoint_path is not None and (stop or
                     (config.checkpoint_every and step % config.checkpoint_every == 0) or step == config.steps):
                 save_checkpoint(config.checkpoint_path, model, optimizer, scheduler, step, history, generator,
-                                scaler, config, early.state_dict() if early is not None else None)
+                                scaler, config, early.state_dict() if early is not None else None, processes)
             for callback in callbacks or []:
                 callback(step, model, history)
             if stop:
@@ -618,15 +657,27 @@ def train(model: nn.Module, config: TrainConfig, get_batch: Callable, loss_fn: C
     return history
 
 
+_TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+
+
+def _one_process_only() -> OneProcess:
+    """The default hooks, refusing to run as N independent copies when torchrun started N processes."""
+    if all(name in os.environ for name in _TORCHRUN_ENV) and int(os.environ["WORLD_SIZE"]) > 1:
+        raise RuntimeError(f"torchrun started {os.environ['WORLD_SIZE']} processes, but training.train runs the "
+                           "loop in one process: each would train its own copy. Call ptlm_course.distributed.train "
+                           "(same arguments) to train one model on all of them.")
+    return OneProcess()
+
+
 def _train_step(model, config: TrainConfig, get_batch, loss_fn, optimizer, scheduler, scaler, generator,
-                device, precision) -> dict:
+                device, precision, processes: OneProcess) -> dict:
     """One update: accumulate gradients over micro-batches, clip, step. Returns the step's record."""
     started = time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
     loss_sum, metric_sums = 0.0, {}
     for i in range(config.grad_accumulation):
         batch = _to_device(get_batch("train", generator), device)
-        with distributed.no_sync(model, skip=i < config.grad_accumulation - 1):   # DDP: all-reduce at the last
+        with processes.no_sync(model, skip=i < config.grad_accumulation - 1):    # reduce at the last one only
             with _autocast(device, precision):
                 loss, metrics = _loss_and_metrics(loss_fn(model, batch))
             scaler.scale(loss / config.grad_accumulation).backward()   # the mean over micro-batches

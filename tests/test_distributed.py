@@ -21,7 +21,8 @@ import torch
 
 from ptlm_course import distributed
 from ptlm_course.gpt import GPT, GPTConfig
-from ptlm_course.training import TrainConfig, train
+from ptlm_course.distributed import train
+from ptlm_course.training import TrainConfig
 
 
 def main(out_dir, steps, checkpoint=None, copy_at=None):
@@ -185,3 +186,49 @@ def test_helpers_are_no_ops_in_a_single_process():
     assert distributed.sharded_get_batch(get_batch) is get_batch
     assert not distributed.launched_by_torchrun()
     assert distributed.setup(torch.device("cpu")) == torch.device("cpu")
+
+
+def test_the_loop_knows_nothing_of_ddp_distributed_wraps_it():
+    import ast
+    import inspect
+
+    from ptlm_course import training
+    tree = ast.parse(inspect.getsource(training))
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for alias in node.names}
+    imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "distributed" not in imported and "torch.distributed" not in imported, imported
+    assert issubclass(distributed.DataParallel, training.OneProcess)
+
+
+def _tiny_run(train_fn):
+    from ptlm_course.training import TrainConfig
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 2)
+    data = torch.randn(32, 4, generator=torch.Generator().manual_seed(1))
+
+    def get_batch(split, generator):
+        rows = data[torch.randint(0, 32, (8,), generator=generator)]
+        return rows, rows[:, :2]
+
+    def loss_fn(model, batch):
+        x, y = batch
+        return torch.nn.functional.mse_loss(model(x), y)
+
+    config = TrainConfig(steps=5, lr=1e-2, eval_every=2, eval_batches=2, progress=False, device="cpu")
+    return train_fn(model, config, get_batch, loss_fn).to_dict()
+
+
+def test_distributed_train_in_one_process_is_the_loop_itself():
+    from ptlm_course import training
+    ours, loop = _tiny_run(distributed.train), _tiny_run(training.train)
+    for which in ("train", "eval"):
+        assert [{k: v for k, v in r.items() if k not in ("seconds", "tokens_per_s")} for r in ours[which]] == \
+               [{k: v for k, v in r.items() if k not in ("seconds", "tokens_per_s")} for r in loop[which]]
+
+
+def test_the_single_process_loop_refuses_to_run_as_n_copies_under_torchrun(monkeypatch):
+    from ptlm_course import training
+    for name, value in (("RANK", "0"), ("WORLD_SIZE", "2"), ("LOCAL_RANK", "0")):
+        monkeypatch.setenv(name, value)
+    with pytest.raises(RuntimeError, match=r"torchrun started 2 processes.*ptlm_course\.distributed\.train"):
+        _tiny_run(training.train)
