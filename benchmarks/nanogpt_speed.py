@@ -3,7 +3,7 @@
     python benchmarks/nanogpt_speed.py [--repeats 60] [--warmup 5] [--threads 1] [--device cpu] [--no-bias]
 
 The setting is nanoGPT's CPU recipe for Shakespeare characters: 4 layers, 4 heads, 128 wide, context 64,
-batch 12, vocabulary 65, no dropout, AdamW. Three models train in one process, in turns (one step each per
+batch 12, vocabulary 65, no dropout, AdamW. Four models train in one process, in turns (one step each per
 round, the same batch for all), and the median step time of each is kept:
 
     reference   the GPT nanoGPT's model.py describes, written for this file: pre-LN blocks, one Linear that
@@ -11,6 +11,9 @@ round, the same batch for all), and the median step time of each is kept:
                 4x GELU MLP, the output head tied to the token embedding
     readable    ptlm_course.gpt.GPT as the notebooks train it (our readable attention)
     fused       the same model after ptlm_course.attention.use_fused_attention (PyTorch's attention kernel)
+    fused_exact_gelu  fused, with nanoGPT's exact GELU in place of GPT-2's tanh approximation (which our GPT
+                uses so that it loads GPT-2's weights exactly): not the course's model, but it shows how much
+                of the gap is the activation function
 
 It prints each median and the ratio reference / ours: above 1.0 our step is faster. Both models have the same
 parameter count; biases are on in both (as in GPTConfig; ``--no-bias`` drops them in both, as nanoGPT's
@@ -101,11 +104,16 @@ def build_models(bias: bool = True, device: str = "cpu") -> dict[str, nn.Module]
     reference = RefGPT(r["vocab_size"], r["block_size"], r["n_layer"], r["n_head"], r["n_embd"], bias)
     config = GPTConfig(vocab_size=r["vocab_size"], block_size=r["block_size"], n_layer=r["n_layer"],
                        n_head=r["n_head"], n_embd=r["n_embd"], dropout=0.0, bias=bias)
-    readable, fused = GPT(config), GPT(config)
-    fused.load_state_dict(readable.state_dict())
-    use_fused_attention(fused)
+    readable, fused, fused_exact_gelu = GPT(config), GPT(config), GPT(config)
+    for model in (fused, fused_exact_gelu):
+        model.load_state_dict(readable.state_dict())
+        use_fused_attention(model)
+    for module in fused_exact_gelu.modules():
+        if isinstance(module, nn.GELU):
+            module.approximate = "none"                                       # nanoGPT's nn.GELU()
     return {name: m.to(device).train() for name, m in
-            (("reference", reference), ("readable", readable), ("fused", fused))}
+            (("reference", reference), ("readable", readable), ("fused", fused),
+             ("fused_exact_gelu", fused_exact_gelu))}
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -159,7 +167,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         ratio = medians["reference"] / seconds
         if name != "reference":
             ratios[name] = ratio
-        print(f"  {name:10s} {seconds * 1e3:7.2f} ms/step   reference / ours = {ratio:.2f}x")
+        print(f"  {name:16s} {seconds * 1e3:7.2f} ms/step   reference / ours = {ratio:.2f}x")
     return ratios
 
 

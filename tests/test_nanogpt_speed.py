@@ -20,6 +20,8 @@ def test_reference_matches_our_gpt_in_size_and_trains():
     counts = {name: sum(p.numel() for p in m.parameters()) for name, m in models.items()}
     assert len(set(counts.values())) == 1, counts                 # same parameters: one fused q/k/v = three
     assert models["readable"].state_dict().keys() == models["fused"].state_dict().keys()
+    gelus = [m for m in models["fused_exact_gelu"].modules() if isinstance(m, torch.nn.GELU)]
+    assert gelus and all(m.approximate == "none" for m in gelus)                 # only the activation differs
     generator = torch.Generator().manual_seed(0)
     x, y = torch.randint(65, (2, 2, 64), generator=generator)
     losses = []
@@ -35,5 +37,5 @@ def test_reference_matches_our_gpt_in_size_and_trains():
 
 def test_main_reports_both_ratios(capsys):
     ratios = load_benchmark().main(["--repeats", "2", "--warmup", "1"])
-    assert set(ratios) == {"readable", "fused"} and all(r > 0 for r in ratios.values())
+    assert set(ratios) == {"readable", "fused", "fused_exact_gelu"} and all(r > 0 for r in ratios.values())
     assert "reference / ours" in capsys.readouterr().out
