@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from ..gpt import GPT, GPTConfig
 from ..validation import describe
-from ._core import CheckFailed, call_student, expect_tensor_like, passed
+from ._core import CheckFailed, _source, call_student, expect_tensor_like, fn_name, passed
 
 __all__ = ["check_mean_pooled_logits", "check_review_lm_loss"]
 
@@ -62,6 +62,27 @@ _POOL_MISTAKES = {
 }
 
 
+def _call_pooling(check, fn, body, classifier, ids, mask):
+    """Call the student's head; errors become short messages (no model dump), with a hint for the classic ones."""
+    try:
+        return fn(body, classifier, ids, mask)
+    except NotImplementedError:
+        raise CheckFailed(check, f"`{fn_name(fn)}` is not written yet: replace `raise NotImplementedError()` with "
+                                 f"your code.") from None
+    except Exception as error:  # noqa: BLE001 - every student error becomes a message
+        text = str(error)
+        hint = ""
+        if ".hidden_states(" not in _source(fn) and ("cannot be multiplied" in text or "must match the size" in text):
+            hint = ("\n   Hint: gpt_body(input_ids) returns next-token logits (B, T, vocab), not hidden states: "
+                    "use gpt_body.hidden_states(input_ids), (B, T, C).")
+        elif "must match the size" in text:
+            hint = ("\n   Hint: the mask (B, T) must become (B, T, 1) to multiply the hidden states (B, T, C): "
+                    "attention_mask.unsqueeze(-1).")
+        raise CheckFailed(check, f"`{fn_name(fn)}` raised {type(error).__name__}: {text}\n   (called with a GPT body "
+                                 f"of width {body.config.n_embd}, classifier {classifier}, input_ids and "
+                                 f"attention_mask of shape {tuple(ids.shape)}){hint}") from None
+
+
 def check_mean_pooled_logits(fn) -> None:
     """Check ``fn(gpt_body, classifier, input_ids, attention_mask) -> (B, K)``: the classifier applied to the mean
     hidden state of each row's real (attention_mask == 1) positions."""
@@ -75,10 +96,9 @@ def check_mean_pooled_logits(fn) -> None:
         T = max(lengths) + 2                                                # every row ends in padding
         ids = torch.randint(1, 40, (len(lengths), T), generator=g)
         mask = (torch.arange(T)[None] < torch.tensor(lengths)[:, None]).long()   # (B, T), padded on the right
-        ids = ids.masked_fill(mask == 0, 0)
-        given_ids, given_mask = ids.clone(), mask.clone()
+        given_ids, given_mask = ids.clone(), mask.clone()           # padding holds arbitrary ids: use the mask
         with torch.no_grad():
-            got = call_student(check, fn, body, classifier, given_ids, given_mask)
+            got = _call_pooling(check, fn, body, classifier, given_ids, given_mask)
         if not torch.equal(given_ids, ids) or not torch.equal(given_mask, mask):
             raise CheckFailed(check, "input_ids or attention_mask was changed in place: build new tensors.")
         where = f" (test: rows of {lengths} real tokens, padded on the right to T = {T})"
@@ -115,6 +135,10 @@ def _review_loss(logits, ids, prompt_lengths, mask, kind="ok"):
         keep = (pos > prompt_lengths[:, None]) & (mask[:, 1:] == 1)
     elif kind == "prompt_only":
         keep = (pos < prompt_lengths[:, None]) & (mask[:, 1:] == 1)
+    elif kind == "reverse_shift":
+        pred, target = logits[:, 1:].double(), ids[:, :-1]
+        pos = torch.arange(T - 1)[None]
+        keep = (pos >= prompt_lengths[:, None]) & (mask[:, :-1] == 1)
     elif kind == "boundary_one_early":
         keep = (pos >= prompt_lengths[:, None] - 1) & (mask[:, 1:] == 1)
     losses = F.cross_entropy(pred.reshape(-1, V), target.reshape(-1), reduction="none").view(target.shape)
@@ -129,6 +153,8 @@ def _review_loss(logits, ids, prompt_lengths, mask, kind="ok"):
 _LOSS_MISTAKES = {
     "no_shift": "the targets are not shifted: the logits at position t predict token t + 1, so compare "
                 "logits[:, :-1] with input_ids[:, 1:].",
+    "reverse_shift": "the shift goes the wrong way: the logits at position t predict the NEXT token, so compare "
+                     "logits[:, :-1] with input_ids[:, 1:] (not logits[:, 1:] with input_ids[:, :-1]).",
     "all_tokens": "the prompt's tokens are scored too: only targets at positions >= prompt_length (the review) "
                   "count.",
     "with_padding": "padding positions are scored too: drop the targets where attention_mask is 0.",
