@@ -7,8 +7,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ptlm_course.checks import CheckFailed
-from ptlm_course.checks.finetuning import (check_align_labels, check_cls_head, check_early_stopping, check_freeze,
-                                         check_lora_linear)
+from ptlm_course.checks.finetuning import (check_align_labels, check_cls_head, check_early_stopping,
+                                         check_early_stopping_best, check_freeze, check_lora_linear)
 from ptlm_course.finetuning import freeze_encoder
 from ptlm_course.lora import LoRALinear
 from ptlm_course.training import EarlyStopping
@@ -29,7 +29,8 @@ def not_written(*args, **kwargs):
 
 
 @pytest.mark.parametrize("check, fn", [(check_cls_head, NotWritten), (check_freeze, not_written),
-                                       (check_lora_linear, NotWritten), (check_early_stopping, NotWritten)])
+                                       (check_lora_linear, NotWritten), (check_early_stopping, NotWritten),
+                                       (check_early_stopping_best, NotWritten)])
 def test_unwritten_code_is_reported(check, fn):
     fails_with(check, fn, "is not written yet")
 
@@ -307,6 +308,80 @@ def test_early_stopping_check_accepts_correct_classes(cls, capsys):
 ])
 def test_early_stopping_check_names_mistakes(kind, message):
     fails_with(check_early_stopping, stopper_mistake(kind), message)
+
+
+# --- early stopping with the best weights (exercise 14) ------------------------------------------------
+
+def best_stopper(kind="ok"):
+    class Stopper:
+        def __init__(self, patience, mode="min", min_delta=0.0):
+            self.rule = EarlyStopping(patience, mode, min_delta)
+            self.best_eval, self.kept, self.evals = None, None, 0
+
+        def update(self, value, model):
+            stop = self.rule.update(value)
+            if self.rule.improved or kind == "every_eval":
+                if self.rule.improved:
+                    self.best_eval = self.evals + (kind == "one_based")
+                if kind == "alias":
+                    self.kept = model.state_dict()
+                elif kind == "first_only" and self.kept is not None:
+                    pass
+                else:
+                    self.kept = {k: v.clone() for k, v in model.state_dict().items()}
+            self.evals += 1
+            return stop
+
+        def restore(self, model):
+            if kind != "no_load":
+                model.load_state_dict(self.kept)
+    return Stopper
+
+
+def test_early_stopping_best_check_accepts_a_correct_class(capsys):
+    check_early_stopping_best(best_stopper())
+    assert "✅ check_early_stopping_best" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("alias", "the kept weights changed with the model"),
+    ("no_load", "did not put the kept weights into the model"),
+    ("every_eval", "weights of the LAST evaluation"),
+    ("first_only", "weights of the FIRST evaluation"),
+    ("one_based", "best_eval counts from 1"),
+])
+def test_early_stopping_best_check_names_mistakes(kind, message):
+    fails_with(check_early_stopping_best, best_stopper(kind), message)
+
+
+@pytest.mark.parametrize("kind, message", [("vs_previous", "compares with the previous value"),
+                                           ("no_reset", "counter is not reset")])
+def test_early_stopping_best_check_still_names_rule_mistakes(kind, message):
+    rule = stopper_mistake(kind)
+
+    class Stopper(best_stopper()):
+        def __init__(self, patience, mode="min", min_delta=0.0):
+            super().__init__(patience, mode, min_delta)
+            self.rule = _Improved(rule(patience, mode=mode, min_delta=min_delta))
+
+    fails_with(check_early_stopping_best, Stopper, message)
+
+
+class _Improved:
+    """A stopper rule with the package's `improved` flag, derived from its best value."""
+
+    def __init__(self, rule):
+        self.rule, self.improved, self.last_best = rule, False, None
+
+    def update(self, value):
+        stop = self.rule.update(value)
+        best = getattr(self.rule, "best", None)
+        self.improved, self.last_best = best != self.last_best, best
+        return stop
+
+
+def test_early_stopping_best_check_wants_the_model_argument():
+    fails_with(check_early_stopping_best, EarlyStopping, r"update\(\) takes 2 positional arguments")
 
 
 # ------------------------------------------------------------------ check_align_labels

@@ -24,6 +24,10 @@ What the student writes, and the check that goes with it:
     ``class EarlyStopping`` with ``__init__(self, patience, mode="min", min_delta=0.0)`` and
     ``update(self, value) -> bool``: True once ``patience`` evaluations in a row failed to beat the best
     value so far by more than ``min_delta`` (lower is better for "min", higher for "max").
+``check_early_stopping_best(EarlyStopping)``
+    The same rule with ``update(self, value, model) -> bool``, plus the best evaluation's weights:
+    ``best_eval`` (the 0-based index of the best evaluation so far), a copy of ``model``'s weights kept at every
+    improvement, and ``restore(self, model)`` that loads them back.
 """
 from __future__ import annotations
 
@@ -35,7 +39,8 @@ import torch.nn as nn
 from ._core import CheckFailed, call_student, expect_tensor_like, fn_name, passed
 from ..validation import describe
 
-__all__ = ["check_cls_head", "check_freeze", "check_lora_linear", "check_early_stopping", "check_align_labels"]
+__all__ = ["check_cls_head", "check_freeze", "check_lora_linear", "check_early_stopping", "check_early_stopping_best",
+           "check_align_labels"]
 
 
 def _build(check: str, cls, *args, **kwargs):
@@ -420,11 +425,12 @@ _CASES = [  # (patience, mode, min_delta, values)
 ]
 
 
-def _student_decisions(check: str, stopper_class, patience, mode, min_delta, values) -> list[bool]:
+def _student_decisions(check: str, stopper_class, patience, mode, min_delta, values, model=None) -> list[bool]:
+    """The student's decisions up to the first True; ``model`` is passed to update() when given."""
     stopper = _build(check, stopper_class, patience, mode=mode, min_delta=min_delta)
     got = []
     for v in values:                                     # until it says stop
-        result = call_student(check, stopper.update, v)
+        result = call_student(check, stopper.update, *((v,) if model is None else (v, model)))
         if not isinstance(result, (bool, int)) or result not in (True, False):
             raise CheckFailed(check, f"update() should return True (stop) or False, but returned {describe(result)}.")
         got.append(bool(result))
@@ -435,11 +441,15 @@ def _student_decisions(check: str, stopper_class, patience, mode, min_delta, val
 
 def check_early_stopping(stopper_class) -> None:
     """Check an EarlyStopping class on sequences of validation values, naming the classic mistakes."""
-    check = "check_early_stopping"
-    got = [_student_decisions(check, stopper_class, *case) for case in _CASES]
+    _check_rule("check_early_stopping", stopper_class)
+    passed("check_early_stopping", len(_CASES))
+
+
+def _check_rule(check: str, stopper_class, model=None) -> None:
+    """The stop decisions on every case of _CASES; raise naming the mistake that explains them."""
+    got = [_student_decisions(check, stopper_class, *case, model=model) for case in _CASES]
     expected = [_rule(*case) for case in _CASES]
     if got == expected:
-        passed(check, len(_CASES))
         return
     first = next(i for i in range(len(_CASES)) if got[i] != expected[i])
     patience, mode, min_delta, values = _CASES[first]
@@ -452,6 +462,124 @@ def check_early_stopping(stopper_class) -> None:
         if all(_rule(*c, variant=variant, first_compared=True) == g for c, g in zip(_CASES, got)):
             raise CheckFailed(check, (f"{explanation} Also, " if explanation else "") + _FIRST_COMPARED + case)
     raise CheckFailed(check, "update() returned the wrong decisions" + case)
+
+
+def _best_evals(patience, mode, min_delta, values) -> list[int]:
+    """The reference's best_eval after each update, up to the stop."""
+    best, best_eval, bad, out = None, None, 0, []
+    for i, v in enumerate(values):
+        if best is None or (v < best - min_delta if mode == "min" else v > best + min_delta):
+            best, best_eval, bad = v, i, 0
+        else:
+            bad += 1
+        out.append(best_eval)
+        if bad >= patience:
+            break
+    return out
+
+
+_WEIGHT_CASES = [  # (patience, mode, min_delta, values)
+    (2, "min", 0.0, [1.0, 0.8, 0.9, 0.7, 0.75, 0.72]),        # best: evaluation 3, stops at 5
+    (2, "max", 0.0, [0.5, 0.7, 0.6, 0.65]),                   # best: 1, stops at 3
+    (3, "min", 0.05, [1.0, 0.9, 0.88, 0.87, 0.86]),           # best: 1 (0.88 is not 0.05 better), stops at 4
+]
+
+_MISSING = object()
+
+
+def _tiny_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4))
+
+
+def _weights(model: nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _simulate(check: str, stopper_class, patience, mode, min_delta, values):
+    """Train a tiny model (in-place steps, as an optimizer does), evaluating after each step; after the stop,
+    one more step, then restore(). Returns the weights at each evaluation, best_eval after each one,
+    the weights just before restore(), the weights after it, and the stopper."""
+    model = _tiny_net()
+    stopper = _build(check, stopper_class, patience, mode=mode, min_delta=min_delta)
+    snapshots, best_evals = [], []
+    for i, v in enumerate(values):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.1 * (i + 1))                      # an optimizer step changes the tensors in place
+        snapshots.append(_weights(model))
+        stop = call_student(check, stopper.update, v, model)
+        best_evals.append(getattr(stopper, "best_eval", _MISSING))
+        if stop:
+            break
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)                                    # training went on a little after the best
+    latest = _weights(model)
+    if not callable(getattr(stopper, "restore", None)):
+        raise CheckFailed(check, "your class has no method restore(self, model) that loads the kept weights back.")
+    call_student(check, stopper.restore, model)
+    return snapshots, best_evals, latest, _weights(model), stopper
+
+
+def _aliasing_or_not_loaded(check: str, stopper, latest: dict) -> str:
+    """restore() left the latest weights: tell a kept reference apart from a restore that loads nothing."""
+    fresh = _tiny_net()
+    with torch.no_grad():
+        for p in fresh.parameters():
+            p.zero_()
+    call_student(check, stopper.restore, fresh)
+    if _same(_weights(fresh), latest):
+        return ("the kept weights changed with the model: model.state_dict() (and dict(...), copy.copy(...) or "
+                ".detach() of it) holds the model's own tensors, which every optimizer step updates in place. "
+                "Keep a real copy: {k: v.detach().clone() for k, v in model.state_dict().items()} "
+                "(or copy.deepcopy(model.state_dict())).")
+    return ("restore(model) did not put the kept weights into the model it was given: load them with "
+            "model.load_state_dict(kept) (assigning to the name `model` inside restore changes nothing outside).")
+
+
+def check_early_stopping_best(stopper_class) -> None:
+    """Check early stopping with best-weight restoring: the rule, best_eval and restore()."""
+    check = "check_early_stopping_best"
+    _check_rule(check, stopper_class, model=_tiny_net())
+    for patience, mode, min_delta, values in _WEIGHT_CASES:
+        case = f" (patience={patience}, mode={mode!r}, min_delta={min_delta}, values {values})"
+        snapshots, best_evals, latest, restored, stopper = _simulate(check, stopper_class, patience, mode,
+                                                                     min_delta, values)
+        expected = _best_evals(patience, mode, min_delta, values)
+        if _MISSING in best_evals:
+            raise CheckFailed(check, "keep the index of the best evaluation so far in self.best_eval (0 for the "
+                                     "first value)." + case)
+        if best_evals != expected:
+            if best_evals == [b + 1 for b in expected]:
+                raise CheckFailed(check, "best_eval counts from 1: the first evaluation has index 0." + case)
+            if best_evals == list(range(len(best_evals))):
+                raise CheckFailed(check, "best_eval moves at every evaluation: it should change only when the "
+                                         "value improves on the best." + case)
+            raise CheckFailed(check, f"best_eval after each update should be {expected}, but it is {best_evals}."
+                              + case)
+        best = expected[-1]
+        if _same(restored, snapshots[best]):
+            continue
+        if _same(restored, latest):
+            raise CheckFailed(check, _aliasing_or_not_loaded(check, stopper, latest) + case)
+        seen = next((i for i, w in enumerate(snapshots) if _same(restored, w)), None)
+        if seen == len(snapshots) - 1:
+            raise CheckFailed(check, "restore() loaded the weights of the LAST evaluation: keep a copy only when "
+                                     "the value improves, so the copy is the best evaluation's." + case)
+        if seen == 0:
+            raise CheckFailed(check, "restore() loaded the weights of the FIRST evaluation: replace the kept copy "
+                                     "at every improvement, not only the first time." + case)
+        if seen is not None:
+            raise CheckFailed(check, f"restore() loaded the weights of evaluation {seen}, but the best one is "
+                                     f"evaluation {best} (value {values[best]})." + case)
+        raise CheckFailed(check, f"after restore() the model's weights are neither the best evaluation's "
+                                 f"(evaluation {best}) nor any other evaluation's." + case)
+    passed(check, len(_CASES) + len(_WEIGHT_CASES))
 
 
 # --------------------------------------------------------------------------------------------------

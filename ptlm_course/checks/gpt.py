@@ -1,12 +1,14 @@
-"""Checks for notebook 06's GPT exercise: the forward pass from token ids to logits."""
+"""Checks for notebook 06's GPT exercise: the forward pass from token ids to logits, and the same pass
+with a key/value cache (one generation step)."""
 from __future__ import annotations
 
 import torch
 
 from ._core import CheckFailed, call_student, expect_tensor_like, passed
+from ..attention import KVCache
 from ..gpt import GPT, GPTConfig
 
-__all__ = ["check_gpt_forward"]
+__all__ = ["check_gpt_forward", "check_gpt_step"]
 
 
 def _tiny_gpt(seed: int, n_layer: int) -> GPT:
@@ -86,4 +88,110 @@ def check_gpt_forward(fn) -> None:
             raise CheckFailed(check, "return only the logits tensor (B, T, V), not a tuple." + where)
         expect_tensor_like(check, logits, expected, "the logits (B, T, V)" + where,
                            [(message + where, wrong) for message, wrong in mistakes if wrong.shape == expected.shape])
+    passed(check, len(cases))
+
+
+# ------------------------------------------------------------------------------ one step with a KV cache
+
+
+def _copy_cache(cache: list[KVCache]) -> list[KVCache]:
+    """A cache holding the same keys/values; appending to it leaves the original alone (append concatenates)."""
+    copies = []
+    for layer in cache:
+        copy = KVCache()
+        copy.k, copy.v = layer.k, layer.v
+        copies.append(copy)
+    return copies
+
+
+def _step_variant(model: GPT, idx: torch.Tensor, cache: list[KVCache], kind: str = "ok") -> torch.Tensor:
+    """The cached forward pass written out, with the classic mistakes as switches."""
+    B, T = idx.shape
+    past = {"positions_from_0": 0, "past_from_len": len(cache)}.get(kind, cache[0].length)
+    if kind == "positions_one_late":
+        past += 1
+    x = model.wte(idx) + model.wpe(torch.arange(past, past + T))                  # (B, T, C)
+    for i, block in enumerate(model.blocks):
+        layer_cache = {"no_cache": None, "first_cache_only": cache[0] if i == 0 else None,
+                       "shared_cache": cache[0]}.get(kind, cache[i])
+        x = block(x, kv_cache=layer_cache)                                         # (B, T, C)
+    if kind != "no_final_norm":
+        x = model.ln_f(x)
+    logits = model.lm_head(x)                                                      # (B, T, V)
+    return logits.softmax(-1) if kind == "softmax" else logits
+
+
+_STEP_MISTAKES = {
+    "positions_from_0": "the new tokens got positions 0, 1, ...: they come after the cached ones, so their "
+                        "positions are past, past + 1, ..., with past = kv_cache[0].length (the keys each layer "
+                        "already holds).",
+    "past_from_len": "the positions start at len(kv_cache), the number of blocks: the number of cached positions is "
+                     "kv_cache[0].length.",
+    "positions_one_late": "the positions start one too late: with `past` cached positions, the first new token has "
+                          "position past (0-based), torch.arange(past, past + T).",
+    "no_cache": "the blocks were called without their cache, so the new tokens attend only to each other: call "
+                "block(x, kv_cache=cache) with each block's own cache, zip(model.blocks, kv_cache).",
+    "first_cache_only": "only the first block got its cache: every block needs its own, "
+                        "for block, cache in zip(model.blocks, kv_cache).",
+    "shared_cache": "every block was given kv_cache[0]: each block keeps its own keys and values, "
+                    "for block, cache in zip(model.blocks, kv_cache).",
+    "no_final_norm": "the final LayerNorm is missing: apply model.ln_f after the last block, before model.lm_head.",
+    "softmax": "you returned probabilities (softmax): return the raw logits model.lm_head(...).",
+}
+
+
+class _NoForward(GPT):
+    """A GPT whose own forward is off limits: the exercise is to write it from the parts."""
+
+    def forward(self, *args, **kwargs):
+        raise CheckFailed("check_gpt_step", "your function called model(...) itself: write the step from the parts "
+                                            "(model.wte, model.wpe, model.blocks, model.ln_f, model.lm_head).")
+
+
+def _step_mistakes(model: GPT, idx: torch.Tensor, cache: list[KVCache]) -> list[tuple[str, torch.Tensor]]:
+    found = []
+    for kind, message in _STEP_MISTAKES.items():
+        try:
+            found.append((message, _step_variant(model, idx, _copy_cache(cache), kind)))
+        except (IndexError, ValueError, RuntimeError):        # e.g. a position past block_size
+            continue
+    return found
+
+
+def check_gpt_step(fn) -> None:
+    """Check ``fn(model, idx (B, T), kv_cache) -> logits (B, T, V)``: a prompt fed to an empty cache, then the
+    next tokens fed one chunk at a time, each compared with the full forward pass at those positions."""
+    check = "check_gpt_step"
+    g = torch.Generator().manual_seed(6)
+    cases = [(2, 5, (1, 1, 1), 2), (1, 3, (4, 1, 2), 3), (3, 1, (1,) * 15, 2)]   # (B, prompt, chunks, n_layer)
+    for i, (B, prompt, chunks, n_layer) in enumerate(cases):
+        model = _tiny_gpt(20 + i, n_layer)
+        model.__class__ = _NoForward
+        total = prompt + sum(chunks)
+        idx = torch.randint(model.config.vocab_size, (B, total), generator=g)
+        with torch.no_grad():
+            full = GPT.forward(model, idx)[0]                                      # (B, total, V)
+        cache, past = model.new_kv_cache(), 0
+        for T in (prompt, *chunks):
+            new = idx[:, past:past + T]
+            where = (f" (test: a GPT with {n_layer} blocks, block_size 16; {past} positions already cached, "
+                     f"idx of shape {(B, T)})")
+            student_cache = _copy_cache(cache)
+            with torch.no_grad():
+                logits = call_student(check, fn, model, new.clone(), student_cache)
+                mistakes = _step_mistakes(model, new, cache)
+                GPT.forward(model, new, kv_cache=cache)                            # the reference cache moves on
+            if isinstance(logits, (tuple, list)):
+                raise CheckFailed(check, "return only the logits tensor (B, T, V), not a tuple." + where)
+            if isinstance(logits, torch.Tensor) and T > 1 and tuple(logits.shape) == (B, 1, full.shape[-1]):
+                raise CheckFailed(check, f"you returned the logits of the last new token only, (B, 1, V): return "
+                                         f"those of all {T} new tokens, (B, T, V); the caller picks the last." + where)
+            expect_tensor_like(check, logits, full[:, past:past + T], "the logits of the new tokens (B, T, V)" + where,
+                               [(m + where, w) for m, w in mistakes])
+            if student_cache[0].length != past + T:
+                raise CheckFailed(check, f"after the call, kv_cache[0] should hold {past + T} positions (the "
+                                         f"{past} cached and the {T} new), but it holds {student_cache[0].length}: "
+                                         f"pass each block its cache, block(x, kv_cache=cache), so that it stores "
+                                         f"the new keys and values." + where)
+            past += T
     passed(check, len(cases))

@@ -422,3 +422,132 @@ class StopperPrevious(_Stopper):
         self.best = value
         self.bad = 0 if improved else self.bad + 1
         return self.bad >= self.patience
+
+
+# ------------------------------------------------------------------ early stopping with the best weights
+
+
+class _BestBase:
+    """The rule written once; subclasses differ in how they keep and restore the weights."""
+
+    def __init__(self, patience, mode="min", min_delta=0.0):
+        self.patience, self.mode, self.min_delta = patience, mode, min_delta
+        self.best, self.best_eval, self.wait, self.count, self.saved = None, None, 0, 0, None
+
+    def better(self, value):
+        if self.best is None:
+            return True
+        return value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
+
+    def update(self, value, model):
+        if self.better(value):
+            self.best, self.best_eval, self.wait = value, self.count, 0
+            self.saved = self.keep(model)
+        else:
+            self.wait += 1
+        self.count += 1
+        return self.wait >= self.patience
+
+    def keep(self, model):
+        return {k: v.clone() for k, v in model.state_dict().items()}
+
+    def restore(self, model):
+        model.load_state_dict(self.saved)
+
+
+@correct("check_early_stopping_best")
+class BestDeepcopyModel(_BestBase):
+    def keep(self, model):
+        import copy
+        return copy.deepcopy(model)
+
+    def restore(self, model):
+        model.load_state_dict(self.saved.state_dict())
+
+
+@correct("check_early_stopping_best")
+class BestSignedCpu:
+    def __init__(self, patience, mode="min", min_delta=0.0):
+        self.sign = 1.0 if mode == "min" else -1.0
+        self.patience, self.min_delta = patience, min_delta
+        self.best_score, self.best_eval, self.bad, self.n, self.weights = math.inf, None, 0, 0, None
+
+    def update(self, value, model):
+        if self.sign * value < self.best_score - self.min_delta:
+            self.best_score, self.best_eval, self.bad = self.sign * value, self.n, 0
+            self.weights = {name: t.detach().cpu().clone() for name, t in model.state_dict().items()}
+        else:
+            self.bad += 1
+        self.n += 1
+        return self.bad >= self.patience
+
+    def restore(self, model):
+        with torch.no_grad():
+            for name, t in model.state_dict().items():
+                t.copy_(self.weights[name])
+
+
+@wrong("check_early_stopping_best", "changed with the model", "clone")
+class BestKeepsStateDict(_BestBase):
+    def keep(self, model):
+        return model.state_dict()
+
+
+@wrong("check_early_stopping_best", "changed with the model", "clone")
+class BestShallowCopy(_BestBase):
+    def keep(self, model):
+        return dict(model.state_dict())
+
+
+@wrong("check_early_stopping_best", "changed with the model")
+class BestDetachOnly(_BestBase):
+    def keep(self, model):
+        return {k: v.detach() for k, v in model.state_dict().items()}
+
+
+@wrong("check_early_stopping_best", "load_state_dict")
+class BestRebindsModel(_BestBase):
+    def keep(self, model):
+        import copy
+        return copy.deepcopy(model)
+
+    def restore(self, model):
+        model = self.saved                                    # rebinds the local name only
+        return model
+
+
+@wrong("check_early_stopping_best", "LAST evaluation")
+class BestSavesEveryEval(_BestBase):
+    def update(self, value, model):
+        stop = super().update(value, model)
+        self.saved = self.keep(model)                         # also when nothing improved
+        return stop
+
+
+@wrong("check_early_stopping_best", "FIRST evaluation")
+class BestSavesOnce(_BestBase):
+    def keep(self, model):
+        return self.saved if self.saved is not None else super().keep(model)
+
+
+@wrong("check_early_stopping_best", "counts from 1")
+class BestEvalOneBased(_BestBase):
+    def update(self, value, model):
+        self.count += 1 if self.count == 0 and self.best is None else 0
+        return super().update(value, model)
+
+
+@wrong("check_early_stopping_best", "best_eval moves at every evaluation")
+class BestEvalAlwaysLatest(_BestBase):
+    def update(self, value, model):
+        stop = super().update(value, model)
+        self.best_eval = self.count - 1
+        return stop
+
+
+@wrong("check_early_stopping_best", "tie counts as an improvement")
+class BestTieImproves(_BestBase):
+    def better(self, value):
+        if self.best is None:
+            return True
+        return value <= self.best - self.min_delta if self.mode == "min" else value >= self.best + self.min_delta

@@ -597,3 +597,74 @@ def gpt_loop_bug(model, idx):
 @wrong("check_gpt_forward", "not a tuple")
 def gpt_returns_pair(model, idx):
     return _gpt(model, idx), None
+
+
+# ------------------------------------------------------------------------------ GPT step with a KV cache
+
+
+@correct("check_gpt_step")
+def step_zip(model, idx, kv_cache):
+    past = kv_cache[0].length
+    x = model.wte(idx) + model.wpe(torch.arange(past, past + idx.shape[1]))
+    for block, cache in zip(model.blocks, kv_cache):
+        x = block(x, kv_cache=cache)
+    return model.lm_head(model.ln_f(x))
+
+
+@correct("check_gpt_step")
+def step_indexed(model, idx, kv_cache):
+    start = 0 if kv_cache[-1].k is None else kv_cache[-1].k.shape[2]     # any layer's cache has the same length
+    positions = torch.arange(idx.shape[1]) + start
+    x = model.drop(model.wte(idx) + model.wpe(positions)[None])
+    for i in range(len(model.blocks)):
+        x = model.blocks[i](x, kv_cache=kv_cache[i])
+    return model.ln_f(x) @ model.wte.weight.T
+
+
+def _step(model, idx, kv_cache, past=None, caches=None, final=True, only_last=False):
+    past = kv_cache[0].length if past is None else past
+    x = model.wte(idx) + model.wpe(torch.arange(past, past + idx.shape[1]))
+    for block, cache in zip(model.blocks, kv_cache if caches is None else caches):
+        x = block(x, kv_cache=cache)
+    logits = model.lm_head(model.ln_f(x) if final else x)
+    return logits[:, -1:] if only_last else logits
+
+
+@wrong("check_gpt_step", "positions 0, 1")
+def step_positions_from_zero(model, idx, kv_cache):
+    return _step(model, idx, kv_cache, past=0)
+
+
+@wrong("check_gpt_step", "len(kv_cache)")
+def step_past_is_len(model, idx, kv_cache):
+    return _step(model, idx, kv_cache, past=len(kv_cache))
+
+
+@wrong("check_gpt_step", "one too late")
+def step_positions_from_one(model, idx, kv_cache):
+    return _step(model, idx, kv_cache, past=kv_cache[0].length + 1)
+
+
+@wrong("check_gpt_step", "pass each block its cache")
+def step_no_cache(model, idx, kv_cache):
+    return _step(model, idx, kv_cache, caches=[None] * len(model.blocks))
+
+
+@wrong("check_gpt_step", "every block was given kv_cache[0]")
+def step_shared_cache(model, idx, kv_cache):
+    return _step(model, idx, kv_cache, caches=[kv_cache[0]] * len(model.blocks))
+
+
+@wrong("check_gpt_step", "final layernorm")
+def step_no_final_norm(model, idx, kv_cache):
+    return _step(model, idx, kv_cache, final=False)
+
+
+@wrong("check_gpt_step", "last new token only")
+def step_last_only(model, idx, kv_cache):
+    return _step(model, idx, kv_cache, only_last=True)
+
+
+@wrong("check_gpt_step", "called model(...) itself")
+def step_calls_model(model, idx, kv_cache):
+    return model(idx, kv_cache=kv_cache)[0]
