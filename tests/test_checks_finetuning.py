@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from ptlm_course.checks import CheckFailed
 from ptlm_course.checks.finetuning import (check_align_labels, check_cls_head, check_early_stopping,
-                                         check_early_stopping_best, check_freeze, check_lora_linear)
+                                         check_early_stopping_best, check_freeze, check_lora_embedding,
+                                         check_lora_linear)
 from ptlm_course.finetuning import freeze_encoder
 from ptlm_course.lora import LoRALinear
 from ptlm_course.training import EarlyStopping
@@ -30,7 +31,8 @@ def not_written(*args, **kwargs):
 
 @pytest.mark.parametrize("check, fn", [(check_cls_head, NotWritten), (check_freeze, not_written),
                                        (check_lora_linear, NotWritten), (check_early_stopping, NotWritten),
-                                       (check_early_stopping_best, NotWritten)])
+                                       (check_early_stopping_best, NotWritten),
+                                       (check_lora_embedding, NotWritten)])
 def test_unwritten_code_is_reported(check, fn):
     fails_with(check, fn, "is not written yet")
 
@@ -308,6 +310,46 @@ def test_early_stopping_check_accepts_correct_classes(cls, capsys):
 ])
 def test_early_stopping_check_names_mistakes(kind, message):
     fails_with(check_early_stopping, stopper_mistake(kind), message)
+
+
+# --- LoRA for the embedding table (exercise 12) ----------------------------------------------------
+
+def lora_embedding(kind="ok"):
+    class LoRAEmbedding(nn.Module):
+        def __init__(self, base, rank=8, alpha=16.0):
+            super().__init__()
+            self.base = base
+            base.weight.requires_grad_(kind == "trainable_base")
+            self.lora_A = nn.Parameter(torch.randn(base.num_embeddings, rank))
+            self.lora_B = nn.Parameter(torch.zeros(rank, base.embedding_dim) if kind != "random_B"
+                                       else torch.randn(rank, base.embedding_dim))
+            self.scaling = 1.0 if kind == "no_scaling" else alpha / rank
+
+        def forward(self, ids):
+            return self.base(ids) + self.scaling * self.lora_A[ids] @ self.lora_B
+
+        def merged(self):
+            padding = None if kind == "no_padding" else self.base.padding_idx
+            table = nn.Embedding(self.base.num_embeddings, self.base.embedding_dim, padding_idx=padding)
+            with torch.no_grad():
+                table.weight.copy_(self.base.weight + self.scaling * self.lora_A @ self.lora_B)
+            return table
+    return LoRAEmbedding
+
+
+def test_lora_embedding_check_accepts_a_correct_class(capsys):
+    check_lora_embedding(lora_embedding())
+    assert "✅ check_lora_embedding: all 3 tests passed." in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("trainable_base", "base table is still trainable"),
+    ("random_B", "lora_B should start at zero"),
+    ("no_scaling", "not scaled"),
+    ("no_padding", "padding_idx=None, but the base table has 0"),
+])
+def test_lora_embedding_check_names_mistakes(kind, message):
+    fails_with(check_lora_embedding, lora_embedding(kind), message)
 
 
 # --- early stopping with the best weights (exercise 14) ------------------------------------------------

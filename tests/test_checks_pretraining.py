@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from ptlm_course.checks import CheckFailed
 from ptlm_course.checks.pretraining import (
-    check_causal_lm_loss, check_mlm_masking, check_next_token_targets, check_nsp_pairs,
+    check_causal_lm_loss, check_mlm_masking, check_next_token_targets, check_nsp_pairs, check_whole_word_masking,
 )
 from ptlm_course.checks.sampling import check_sample_next, check_top_k, check_top_p
 from ptlm_course.generation import top_k_filter, top_p_filter
@@ -21,8 +21,8 @@ def not_written(*args, **kwargs):
     raise NotImplementedError()
 
 
-ALL_CHECKS = [check_next_token_targets, check_causal_lm_loss, check_mlm_masking, check_nsp_pairs,
-              check_top_k, check_top_p, check_sample_next]
+ALL_CHECKS = [check_next_token_targets, check_causal_lm_loss, check_mlm_masking, check_whole_word_masking,
+              check_nsp_pairs, check_top_k, check_top_p, check_sample_next]
 
 
 @pytest.mark.parametrize("check", ALL_CHECKS)
@@ -228,6 +228,51 @@ def test_mlm_masking_accepts_correct_styles(fn, capsys):
 ])
 def test_mlm_masking_names_mistakes(kind, message):
     fails_with(check_mlm_masking, masking_with_mistake(kind), message)
+
+
+# --- whole-word masking (exercise 07) -------------------------------------------------------------------
+
+def whole_words(kind="ok"):
+    """Whole-word masking by reusing the package's token masking for the 80/10/10 step."""
+    def fn(input_ids, continues, special_ids, vocab_size, mask_id, mask_prob=0.15, generator=None):
+        B, T = input_ids.shape
+        special = torch.isin(input_ids, torch.tensor(sorted(special_ids)))
+        first = ~continues & ~special
+        r = torch.rand((B, T), generator=generator)
+        rate = 0.15 if kind == "fixed_rate" else mask_prob
+        start = torch.where(continues, 0, torch.arange(T).expand(B, T)).cummax(dim=1).values
+        chosen = ((r < rate) & first).gather(1, start) & ~special
+        if kind == "first_only":
+            chosen = (r < rate) & first
+        if kind == "tokens":
+            chosen = (r < rate) & ~special
+        u = torch.rand((B, T), generator=generator)
+        ordinary = torch.tensor([i for i in range(vocab_size) if i not in special_ids])
+        random_ids = ordinary[torch.randint(len(ordinary), (B, T), generator=generator)]
+        masked = input_ids.clone()
+        masked[chosen & (u < 0.8)] = mask_id
+        swap = chosen & (u >= 0.8) & (u < 0.9)
+        masked[swap] = random_ids[swap]
+        return masked, torch.where(chosen, input_ids, torch.full_like(input_ids, -100))
+    return fn
+
+
+def test_whole_word_masking_accepts_a_correct_answer(capsys):
+    check_whole_word_masking(whole_words())
+    assert "✅ check_whole_word_masking: all 9 tests passed." in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("first_only", "only the first piece of each chosen word"),
+    ("tokens", "a word was chosen only in part: row"),
+    ("fixed_rate", "mask_prob is ignored"),
+])
+def test_whole_word_masking_names_mistakes(kind, message):
+    fails_with(check_whole_word_masking, whole_words(kind), message)
+
+
+def test_whole_word_masking_rejects_token_masking_by_its_arguments():
+    fails_with(check_whole_word_masking, masking_package, "raised")
 
 
 # --- NSP pairs ---------------------------------------------------------------------------------------

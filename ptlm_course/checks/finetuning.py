@@ -20,6 +20,11 @@ What the student writes, and the check that goes with it:
     ``class LoRALinear(nn.Module)`` with ``__init__(self, base: nn.Linear, rank, alpha)`` (extra arguments
     need defaults), attributes ``base``, ``lora_A`` (rank, in), ``lora_B`` (out, rank), ``forward(x)`` =
     base(x) + (alpha / rank) * x A^T B^T, and ``merged() -> nn.Linear`` with weight W + (alpha / rank) B A.
+``check_lora_embedding(LoRAEmbedding)``
+    ``class LoRAEmbedding(nn.Module)`` with ``__init__(self, base: nn.Embedding, rank, alpha)``, attributes
+    ``base``, ``lora_A`` (num_embeddings, rank) random, ``lora_B`` (rank, embedding_dim) zero, ``forward(ids)`` =
+    base(ids) + (alpha / rank) * A[ids] B, and ``merged() -> nn.Embedding`` with weight W + (alpha / rank) A B
+    and the base's padding_idx.
 ``check_early_stopping(EarlyStopping)``
     ``class EarlyStopping`` with ``__init__(self, patience, mode="min", min_delta=0.0)`` and
     ``update(self, value) -> bool``: True once ``patience`` evaluations in a row failed to beat the best
@@ -39,8 +44,8 @@ import torch.nn as nn
 from ._core import CheckFailed, call_student, expect_tensor_like, fn_name, passed
 from ..validation import describe
 
-__all__ = ["check_cls_head", "check_freeze", "check_lora_linear", "check_early_stopping", "check_early_stopping_best",
-           "check_align_labels"]
+__all__ = ["check_cls_head", "check_freeze", "check_lora_linear", "check_lora_embedding", "check_early_stopping",
+           "check_early_stopping_best", "check_align_labels"]
 
 
 def _build(check: str, cls, *args, **kwargs):
@@ -338,6 +343,72 @@ def check_lora_linear(lora_class) -> None:
                 raise CheckFailed(check, "merged() changed the base layer's weight in place: build a new nn.Linear "
                                          "(the adapter would otherwise add its update twice)." + where)
             expect_tensor_like(check, merged(x), ref, "merged()(x) (should equal the adapted layer's output)" + where)
+        n_tests += 1
+    passed(check, n_tests)
+
+
+def check_lora_embedding(lora_class) -> None:
+    """Check a LoRAEmbedding class: shapes, which factor starts at zero, frozen base, scaling, the merged table."""
+    check = "check_lora_embedding"
+    g = torch.Generator().manual_seed(1)
+    n_tests = 0
+    for V, C, rank, alpha, padding_idx in ((11, 6, 2, 4.0, None), (9, 5, 4, 16.0, 0), (7, 8, 1, 2.0, 3)):
+        torch.manual_seed(0)
+        base = nn.Embedding(V, C, padding_idx=padding_idx)
+        W = base.weight.detach().clone()
+        lora = _build(check, lora_class, base, rank=rank, alpha=alpha)
+        where = f" (base nn.Embedding({V}, {C}, padding_idx={padding_idx}), rank={rank}, alpha={alpha})"
+        if getattr(lora, "base", None) is not base:
+            raise CheckFailed(check, "keep the wrapped table as `self.base` (the same nn.Embedding object)." + where)
+        A = _param(check, lora, "lora_A", (V, rank))
+        B = _param(check, lora, "lora_B", (rank, C))
+        if base.weight.requires_grad:
+            raise CheckFailed(check, "the base table is still trainable: freeze it (base.weight.requires_grad_(False))."
+                              + where)
+        if not (A.requires_grad and B.requires_grad):
+            raise CheckFailed(check, "lora_A and lora_B should be trainable (requires_grad=True)." + where)
+        if torch.all(A == 0) and not torch.all(B == 0):
+            raise CheckFailed(check, "lora_A starts at zero and lora_B is random: the task asks for the other way "
+                                     "round, lora_A (one rank-r code per token) random and lora_B zero." + where)
+        if not torch.all(B == 0):
+            raise CheckFailed(check, "lora_B should start at zero, so that the adapted table starts as exactly the "
+                                     "pretrained one (A B = 0)." + where)
+        if torch.all(A == 0):
+            raise CheckFailed(check, "lora_A is all zeros too: with A = B = 0 no gradient ever reaches them. "
+                                     "Initialise A randomly (e.g. nn.init.normal_)." + where)
+        ids = torch.randint(V, (3, 5), generator=g)                         # (B, T) token ids
+        with torch.no_grad():
+            expect_tensor_like(check, _forward(check, lora, ids), base(ids),
+                               "the output at initialisation (B = 0 must leave the table unchanged)" + where)
+            B.copy_(torch.randn(rank, C, generator=g))                      # now make the update visible
+            delta = A[ids] @ B                                              # (B, T, C)
+            ref = base(ids) + (alpha / rank) * delta
+            expect_tensor_like(check, _forward(check, lora, ids), ref, "the output with a non-zero B" + where, [
+                ("the low-rank update is not scaled: multiply it by alpha / rank." + where, base(ids) + delta),
+                ("the update is scaled by rank / alpha; the scaling is alpha / rank." + where,
+                 base(ids) + (rank / alpha) * delta),
+                ("the output misses the base table: it is base(ids) + (alpha / rank) * A[ids] B." + where,
+                 (alpha / rank) * delta),
+            ])
+            merge = getattr(lora, "merged", None)
+            if not callable(merge):
+                raise CheckFailed(check, "write the method `merged()`, returning an nn.Embedding with the merged table.")
+            merged = call_student(check, merge)
+            if not isinstance(merged, nn.Embedding):
+                raise CheckFailed(check, f"merged() should return an nn.Embedding, but returned {describe(merged)}.")
+            expect_tensor_like(check, merged.weight, W + (alpha / rank) * A @ B, "merged().weight" + where, [
+                ("merged() forgets the scaling: the table is W + (alpha / rank) * A @ B." + where, W + A @ B),
+                ("merged() returns the original table: add (alpha / rank) * A @ B." + where, W),
+            ])
+            if merged.padding_idx != base.padding_idx:
+                raise CheckFailed(check, f"merged() has padding_idx={merged.padding_idx}, but the base table has "
+                                         f"{base.padding_idx}: keep it (nn.Embedding(..., padding_idx="
+                                         f"base.padding_idx)), or the padding row starts to train." + where)
+            if not torch.equal(base.weight, W):
+                raise CheckFailed(check, "merged() changed the base table in place: build a new nn.Embedding "
+                                         "(the adapter would otherwise add its update twice)." + where)
+            expect_tensor_like(check, merged(ids), ref, "merged()(ids) (should equal the adapted table's output)"
+                               + where)
         n_tests += 1
     passed(check, n_tests)
 

@@ -1,4 +1,5 @@
-"""Checks for the pre-training exercises: next-token targets, the causal LM loss, MLM masking, NSP pairs.
+"""Checks for the pre-training exercises: next-token targets, the causal LM loss, MLM masking (token by
+token, and whole words), NSP pairs.
 
 The randomised tasks (masking, NSP pairs) are checked by their invariants, exactly, and by their rates,
 within five binomial standard deviations, so every correct implementation passes whatever its style.
@@ -13,7 +14,8 @@ import torch.nn.functional as F
 from ._core import CheckFailed, call_student, expect_tensor_like, passed
 from ..validation import describe
 
-__all__ = ["check_next_token_targets", "check_causal_lm_loss", "check_mlm_masking", "check_nsp_pairs"]
+__all__ = ["check_next_token_targets", "check_causal_lm_loss", "check_mlm_masking", "check_whole_word_masking",
+           "check_nsp_pairs"]
 
 SIGMAS = 5.0  # how far a measured rate may stray from the expected one, in binomial standard deviations
 
@@ -174,12 +176,15 @@ def _mlm_batch(B: int = 300, T: int = 64, seed: int = 0) -> torch.Tensor:
     return ids
 
 
-def _mlm_call(check: str, fn, ids: torch.Tensor, seed: int, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
-    """One call of the student's masking, with the exact invariants checked."""
+def _mlm_call(check: str, fn, ids: torch.Tensor, seed: int, continues: torch.Tensor | None = None,
+              **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+    """One call of the student's masking, with the exact invariants checked (``continues``: whole-word masking)."""
     original = ids.clone()
-    result = call_student(check, fn, ids, list(MLM_SPECIAL_IDS), MLM_VOCAB_SIZE, MASK,
+    words = () if continues is None else (continues.clone(),)
+    result = call_student(check, fn, ids, *words, list(MLM_SPECIAL_IDS), MLM_VOCAB_SIZE, MASK,
                           generator=torch.Generator().manual_seed(seed), **kwargs)
-    masked, labels = _pair(check, result, "fn(input_ids, special_ids, vocab_size, mask_id)")
+    masked, labels = _pair(check, result, "fn(input_ids, special_ids, vocab_size, mask_id)" if continues is None
+                           else "fn(input_ids, continues, special_ids, vocab_size, mask_id)")
     setup = f" (input_ids {tuple(ids.shape)} with [PAD]={PAD}, [CLS]={CLS}, [SEP]={SEP}, [MASK]={MASK})"
     for name, value in (("masked_ids", masked), ("labels", labels)):
         if not isinstance(value, torch.Tensor) or value.shape != ids.shape:
@@ -265,8 +270,23 @@ def check_mlm_masking(fn) -> None:
     ids = _mlm_batch()
     setup = f" (input_ids {tuple(ids.shape)} with [PAD]={PAD}, [CLS]={CLS}, [SEP]={SEP}, [MASK]={MASK})"
     masked, labels = _mlm_call(check, fn, ids, seed=0)
-    labelled = labels != -100
     _chosen_rate(check, ids, labels, 0.15, setup)
+    _split_80_10_10(check, ids, masked, labels, setup)
+    _same_seed_same_masking(check, fn, ids, masked, labels, setup)
+    _, labels_30 = _mlm_call(check, fn, ids, seed=2, mask_prob=0.3)
+    special = torch.isin(ids, torch.tensor(MLM_SPECIAL_IDS))
+    rate_30 = int((labels_30 != -100).sum()) / int((~special).sum())
+    if _rate_ok(int((labels_30 != -100).sum()), int((~special).sum()), 0.15):
+        raise CheckFailed(check, f"mask_prob is ignored: with mask_prob=0.3, {rate_30:.1%} of the ordinary tokens "
+                                 f"were chosen (the 15% default?). Use the `mask_prob` argument." + setup)
+    _chosen_rate(check, ids, labels_30, 0.3, setup, " with mask_prob=0.3")
+    passed(check, 10)  # input untouched, specials skipped, -100 labels, changes labelled, original ids,
+    #                    replacements ordinary, 15% chosen independently, 80/10/10, generator, mask_prob
+
+
+def _split_80_10_10(check: str, ids, masked, labels, setup: str) -> None:
+    """Of the chosen positions, 80% [MASK], 10% a random ordinary id, 10% unchanged."""
+    labelled = labels != -100
     n_chosen = int(labelled.sum())
     n_mask = int((masked[labelled] == MASK).sum())
     n_same = int((masked[labelled] == ids[labelled]).sum())
@@ -281,24 +301,116 @@ def check_mlm_masking(fn) -> None:
         raise CheckFailed(check, f"the chosen tokens should be split 80% [MASK] / 10% random / 10% unchanged, "
                                  f"but got {shares}." + setup)
 
-    again = _mlm_call(check, fn, ids, seed=0)
+
+def _same_seed_same_masking(check: str, fn, ids, masked, labels, setup: str, continues=None) -> None:
+    again = _mlm_call(check, fn, ids, seed=0, continues=continues)
     if not (torch.equal(again[0], masked) and torch.equal(again[1], labels)):
         raise CheckFailed(check, "two calls with the same seed gave different results: the `generator` is ignored "
                                  "somewhere. Pass generator=generator to every random draw (torch.rand, "
                                  "torch.randint, ...), so a seed fixes the masking." + setup)
-    other = _mlm_call(check, fn, ids, seed=1)
+    other = _mlm_call(check, fn, ids, seed=1, continues=continues)
     if torch.equal(other[0], masked) and torch.equal(other[1], labels):
         raise CheckFailed(check, "two calls with different seeds gave the same masking: draw the random numbers "
                                  "with the `generator` you are given." + setup)
-    _, labels_30 = _mlm_call(check, fn, ids, seed=2, mask_prob=0.3)
+
+
+# --------------------------------------------------------------------------------------------------
+# Whole-word masking
+# --------------------------------------------------------------------------------------------------
+
+def _wwm_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """The MLM batch cut into words of 1-4 pieces: ``continues`` is True on a word's later pieces (##...)."""
+    ids = _mlm_batch(seed=3)
+    g = torch.Generator().manual_seed(4)
     special = torch.isin(ids, torch.tensor(MLM_SPECIAL_IDS))
-    rate_30 = int((labels_30 != -100).sum()) / int((~special).sum())
-    if _rate_ok(int((labels_30 != -100).sum()), int((~special).sum()), 0.15):
-        raise CheckFailed(check, f"mask_prob is ignored: with mask_prob=0.3, {rate_30:.1%} of the ordinary tokens "
-                                 f"were chosen (the 15% default?). Use the `mask_prob` argument." + setup)
-    _chosen_rate(check, ids, labels_30, 0.3, setup, " with mask_prob=0.3")
-    passed(check, 10)  # input untouched, specials skipped, -100 labels, changes labelled, original ids,
-    #                    replacements ordinary, 15% chosen independently, 80/10/10, generator, mask_prob
+    continues = torch.zeros_like(ids, dtype=torch.bool)
+    for row in range(ids.shape[0]):
+        left = 0                                                       # pieces left in the current word
+        for t in range(ids.shape[1]):
+            if special[row, t]:
+                left = 0
+            elif left > 0:
+                continues[row, t], left = True, left - 1
+            else:
+                left = int(torch.randint(4, (1,), generator=g)) # this word has 1 + left pieces
+    return ids, continues
+
+
+def _word_index(continues: torch.Tensor) -> torch.Tensor:
+    """(B, T) -> the position of each piece's first piece (its own position for a first piece)."""
+    B, T = continues.shape
+    positions = torch.arange(T).expand(B, T)
+    return torch.where(continues, 0, positions).cummax(dim=1).values
+
+
+def check_whole_word_masking(fn) -> None:
+    """Check ``fn(input_ids, continues, special_ids, vocab_size, mask_id, mask_prob=0.15, generator=g)``:
+    MLM masking that chooses whole words (each with probability mask_prob) and masks every piece of them.
+
+    Exactly: the invariants of token masking, and every word chosen with all its pieces or not at all.
+    Rates: mask_prob of the words (not of the pieces), 80/10/10 over the chosen pieces, generator, mask_prob.
+    """
+    check = "check_whole_word_masking"
+    ids, continues = _wwm_batch()
+    setup = (f" (input_ids {tuple(ids.shape)} with [PAD]={PAD}, [CLS]={CLS}, [SEP]={SEP}, [MASK]={MASK}; "
+             f"words of 1-4 pieces)")
+    special = torch.isin(ids, torch.tensor(MLM_SPECIAL_IDS))
+    starts = ~continues & ~special                                     # (B, T) the first piece of each word
+    start_of = _word_index(continues)                                  # (B, T)
+    pieces = torch.zeros(ids.shape, dtype=torch.long).scatter_add_(1, start_of, (~special).long())  # at starts
+    masked, labels = _mlm_call(check, fn, ids, seed=0, continues=continues)
+    _whole_words(check, labels != -100, starts, continues, start_of, setup)
+    _words_rate(check, labels, starts, pieces, 0.15, setup)
+    _split_80_10_10(check, ids, masked, labels, setup)
+    _same_seed_same_masking(check, fn, ids, masked, labels, setup, continues=continues)
+    _, labels_30 = _mlm_call(check, fn, ids, seed=2, continues=continues, mask_prob=0.3)
+    _whole_words(check, labels_30 != -100, starts, continues, start_of, setup)
+    if _rate_ok(int((labels_30 != -100)[starts].sum()), int(starts.sum()), 0.15):
+        raise CheckFailed(check, "mask_prob is ignored: with mask_prob=0.3 about 15% of the words were chosen "
+                                 "(the default?). Use the `mask_prob` argument." + setup)
+    _words_rate(check, labels_30, starts, pieces, 0.3, setup, " with mask_prob=0.3")
+    passed(check, 9)  # token-masking invariants, whole words, word rate, 80/10/10, generator, mask_prob
+
+
+def _whole_words(check: str, labelled, starts, continues, start_of, setup: str) -> None:
+    """Every piece of a word shares its first piece's choice."""
+    word_chosen = labelled.gather(1, start_of)                         # (B, T) the choice of each piece's word
+    split = continues & (labelled != word_chosen)
+    if not split.any():
+        return
+    if not (labelled & continues).any():
+        raise CheckFailed(check, "only the first piece of each chosen word was chosen: the later pieces (where "
+                                 "continues is True) belong to the same word and must be chosen with it." + setup)
+    if not (labelled & starts).any():
+        raise CheckFailed(check, "only later pieces (continues True) were chosen, never a word's first piece: is "
+                                 "`continues` read the wrong way round? It is True on the pieces that continue "
+                                 "a word." + setup)
+    row, t = (int(i) for i in split.nonzero()[0])
+    first = int(start_of[row, t])
+    end = t
+    while end + 1 < continues.shape[1] and continues[row, end + 1]:
+        end += 1
+    got = ["chosen" if x else "not chosen" for x in labelled[row, first:end + 1].tolist()]
+    raise CheckFailed(check, f"a word was chosen only in part: row {row}, pieces {first}..{end} are {got}. Choose "
+                             f"whole words: all the pieces of a word, or none of them." + setup)
+
+
+def _words_rate(check: str, labels, starts, pieces, mask_prob: float, setup: str, what: str = "") -> None:
+    chosen = (labels != -100) & starts
+    n_words, n_chosen = int(starts.sum()), int(chosen.sum())
+    if _rate_ok(n_chosen, n_words, mask_prob):
+        if _dispersion(starts, chosen, dim=1) > 3.0:
+            raise CheckFailed(check, "the chosen words come in whole rows (or blocks): draw a separate random "
+                                     "number for every word." + setup)
+        return
+    by_piece = float((1 - (1 - mask_prob) ** pieces[starts].double()).mean())   # each piece drawn, word expanded
+    if _rate_ok(n_chosen, n_words, by_piece):
+        raise CheckFailed(check, f"{n_chosen / n_words:.1%} of the words were chosen{what}, more than "
+                                 f"mask_prob = {mask_prob}: a word with more pieces was more likely to be chosen, as "
+                                 f"if each piece were drawn and then its word masked. Draw ONE random number per "
+                                 f"word (at its first piece) and let its later pieces follow." + setup)
+    raise CheckFailed(check, f"{n_chosen / n_words:.1%} of the words were chosen{what}, but it should be about "
+                             f"{mask_prob:.0%} (mask_prob of the words, each word drawn once)." + setup)
 
 
 # --------------------------------------------------------------------------------------------------

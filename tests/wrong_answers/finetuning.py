@@ -551,3 +551,109 @@ class BestTieImproves(_BestBase):
         if self.best is None:
             return True
         return value <= self.best - self.min_delta if self.mode == "min" else value >= self.best + self.min_delta
+
+
+# ------------------------------------------------------------------------------------ LoRA for embeddings
+
+
+class _LoRAEmb(nn.Module):
+    """A LoRAEmbedding with switches for the classic mistakes."""
+
+    def __init__(self, base, rank=8, alpha=16.0, zero="B", scaling=None, freeze=True):
+        super().__init__()
+        self.base = base
+        if freeze:
+            base.weight.requires_grad_(False)
+        self.lora_A = nn.Parameter(torch.zeros(base.num_embeddings, rank) if zero == "A"
+                                   else torch.randn(base.num_embeddings, rank))
+        self.lora_B = nn.Parameter(torch.zeros(rank, base.embedding_dim) if zero == "B"
+                                   else torch.randn(rank, base.embedding_dim))
+        self.scaling = alpha / rank if scaling is None else scaling
+
+    def forward(self, ids):
+        return self.base(ids) + self.scaling * self.lora_A[ids] @ self.lora_B
+
+    def merged(self):
+        out = nn.Embedding(self.base.num_embeddings, self.base.embedding_dim, padding_idx=self.base.padding_idx)
+        with torch.no_grad():
+            out.weight.copy_(self.base.weight + self.scaling * self.lora_A @ self.lora_B)
+        return out
+
+
+@correct("check_lora_embedding")
+class LoRAEmbeddingFunctional(nn.Module):
+    def __init__(self, base, rank=8, alpha=16.0):
+        super().__init__()
+        self.base = base.requires_grad_(False)
+        self.lora_A = nn.Parameter(nn.init.normal_(torch.empty(base.num_embeddings, rank), std=0.01))
+        self.lora_B = nn.Parameter(torch.zeros(rank, base.embedding_dim))
+        self.scale = alpha / rank
+
+    def forward(self, ids):
+        return self.base(ids) + F.embedding(ids, self.lora_A) @ self.lora_B * self.scale
+
+    def merged(self):
+        table = self.base.weight + self.scale * (self.lora_A @ self.lora_B)
+        return nn.Embedding.from_pretrained(table.detach().clone(), freeze=False, padding_idx=self.base.padding_idx)
+
+
+@correct("check_lora_embedding")
+class LoRAEmbeddingDeepcopy(_LoRAEmb):
+    def merged(self):
+        import copy
+        out = copy.deepcopy(self.base)
+        with torch.no_grad():
+            out.weight += self.scaling * self.lora_A @ self.lora_B
+        return out
+
+
+@wrong("check_lora_embedding", "lora_A starts at zero", "other way")
+class LoRAEmbeddingZeroA(_LoRAEmb):
+    def __init__(self, base, rank=8, alpha=16.0):
+        super().__init__(base, rank, alpha, zero="A")
+
+
+@wrong("check_lora_embedding", "not scaled")
+class LoRAEmbeddingNoScale(_LoRAEmb):
+    def __init__(self, base, rank=8, alpha=16.0):
+        super().__init__(base, rank, alpha, scaling=1.0)
+
+
+@wrong("check_lora_embedding", "still trainable")
+class LoRAEmbeddingTrainableBase(_LoRAEmb):
+    def __init__(self, base, rank=8, alpha=16.0):
+        super().__init__(base, rank, alpha, freeze=False)
+
+
+@wrong("check_lora_embedding", "padding_idx")
+class LoRAEmbeddingLosesPadding(_LoRAEmb):
+    def merged(self):
+        out = nn.Embedding(self.base.num_embeddings, self.base.embedding_dim)
+        with torch.no_grad():
+            out.weight.copy_(self.base.weight + self.scaling * self.lora_A @ self.lora_B)
+        return out
+
+
+@wrong("check_lora_embedding", "changed the base table in place")
+class LoRAEmbeddingMergesInPlace(_LoRAEmb):
+    def merged(self):
+        with torch.no_grad():
+            self.base.weight += self.scaling * self.lora_A @ self.lora_B
+        return self.base
+
+
+@wrong("check_lora_embedding", "forgets the scaling")
+class LoRAEmbeddingMergeUnscaled(_LoRAEmb):
+    def merged(self):
+        out = nn.Embedding(self.base.num_embeddings, self.base.embedding_dim, padding_idx=self.base.padding_idx)
+        with torch.no_grad():
+            out.weight.copy_(self.base.weight + self.lora_A @ self.lora_B)
+        return out
+
+
+@wrong("check_lora_embedding", "should have shape", "transposed")
+class LoRAEmbeddingLinearShapes(_LoRAEmb):
+    def __init__(self, base, rank=8, alpha=16.0):
+        super().__init__(base, rank, alpha)
+        self.lora_A = nn.Parameter(torch.randn(rank, base.num_embeddings))      # copied from LoRALinear's (r, in)
+        self.lora_B = nn.Parameter(torch.zeros(base.embedding_dim, rank))

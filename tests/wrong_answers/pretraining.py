@@ -668,3 +668,112 @@ def step_last_only(model, idx, kv_cache):
 @wrong("check_gpt_step", "called model(...) itself")
 def step_calls_model(model, idx, kv_cache):
     return model(idx, kv_cache=kv_cache)[0]
+
+
+# ------------------------------------------------------------------------------------ whole-word masking
+
+
+def _wwm(input_ids, continues, special_ids, vocab_size, mask_id, mask_prob=0.15, generator=None, draw="word",
+         expand=True, starts_from=None, use_generator=True, low=None, skip_specials=True):
+    g = generator if use_generator else None
+    B, T = input_ids.shape
+    special = torch.isin(input_ids, torch.tensor(sorted(special_ids)))
+    flags = continues if starts_from is None else starts_from
+    first = ~flags & ~special if skip_specials else ~flags
+    r = torch.rand((B, T), generator=g)
+    pick = (r < mask_prob) & (first if draw == "word" else ~special)
+    start = torch.where(continues, 0, torch.arange(T).expand(B, T)).cummax(dim=1).values
+    if draw == "piece_then_word":
+        any_piece = torch.zeros((B, T), dtype=torch.long).scatter_add_(1, start, pick.long()) > 0
+        chosen = any_piece.gather(1, start) & ~special
+    elif expand:
+        chosen = pick.gather(1, start) & (~special if skip_specials else torch.ones_like(special))
+    else:
+        chosen = pick
+    u = torch.rand((B, T), generator=g)
+    if low is None:
+        ordinary = torch.tensor([i for i in range(vocab_size) if i not in set(special_ids)])
+        random_ids = ordinary[torch.randint(len(ordinary), (B, T), generator=g)]
+    else:
+        random_ids = torch.randint(low, vocab_size, (B, T), generator=g)
+    out = input_ids.clone()
+    out[chosen & (u < 0.8)] = mask_id
+    swap = chosen & (u >= 0.8) & (u < 0.9)
+    out[swap] = random_ids[swap]
+    return out, torch.where(chosen, input_ids, torch.full_like(input_ids, -100))
+
+
+@correct("check_whole_word_masking")
+def wwm_cummax(input_ids, continues, special_ids, vocab_size, mask_id, mask_prob=0.15, generator=None):
+    return _wwm(input_ids, continues, special_ids, vocab_size, mask_id, mask_prob, generator)
+
+
+@correct("check_whole_word_masking")
+def wwm_loops(input_ids, continues, special_ids, vocab_size, mask_id, mask_prob=0.15, generator=None):
+    masked, labels = input_ids.clone(), torch.full_like(input_ids, -100)
+    ordinary = [i for i in range(vocab_size) if i not in special_ids]
+    for b in range(input_ids.shape[0]):
+        word_on = False
+        for t in range(input_ids.shape[1]):
+            tok = int(input_ids[b, t])
+            if tok in special_ids:
+                word_on = False
+                continue
+            if not continues[b, t]:
+                word_on = torch.rand(1, generator=generator).item() < mask_prob
+            if word_on:
+                labels[b, t] = tok
+                u = torch.rand(1, generator=generator).item()
+                if u < 0.8:
+                    masked[b, t] = mask_id
+                elif u < 0.9:
+                    masked[b, t] = ordinary[int(torch.randint(len(ordinary), (1,), generator=generator))]
+    return masked, labels
+
+
+@wrong("check_whole_word_masking", "chosen only in part")
+def wwm_token_by_token(input_ids, continues, special_ids, vocab_size, mask_id, mask_prob=0.15, generator=None):
+    return _wwm(input_ids, continues, special_ids, vocab_size, mask_id, mask_prob, generator, draw="piece",
+                expand=False)
+
+
+@wrong("check_whole_word_masking", "only the first piece")
+def wwm_first_piece_only(input_ids, continues, special_ids, vocab_size, mask_id, mask_prob=0.15, generator=None):
+    return _wwm(input_ids, continues, special_ids, vocab_size, mask_id, mask_prob, generator, expand=False)
+
+
+@wrong("check_whole_word_masking", "one random number per word")
+def wwm_piece_then_word(input_ids, continues, special_ids, vocab_size, mask_id, mask_prob=0.15, generator=None):
+    return _wwm(input_ids, continues, special_ids, vocab_size, mask_id, mask_prob, generator,
+                draw="piece_then_word")
+
+
+@wrong("check_whole_word_masking", "mask_prob is ignored")
+def wwm_fixed_rate(input_ids, continues, special_ids, vocab_size, mask_id, mask_prob=0.15, generator=None):
+    return _wwm(input_ids, continues, special_ids, vocab_size, mask_id, 0.15, generator)
+
+
+@wrong("check_whole_word_masking", "generator")
+def wwm_global_rng(input_ids, continues, special_ids, vocab_size, mask_id, mask_prob=0.15, generator=None):
+    return _wwm(input_ids, continues, special_ids, vocab_size, mask_id, mask_prob, generator, use_generator=False)
+
+
+@wrong("check_whole_word_masking", "special tokens were chosen")
+def wwm_specials_are_words(input_ids, continues, special_ids, vocab_size, mask_id, mask_prob=0.15, generator=None):
+    return _wwm(input_ids, continues, special_ids, vocab_size, mask_id, mask_prob, generator, skip_specials=False)
+
+
+@wrong("check_whole_word_masking", "special ids come first")
+def wwm_random_from_offset(input_ids, continues, special_ids, vocab_size, mask_id, mask_prob=0.15, generator=None):
+    return _wwm(input_ids, continues, special_ids, vocab_size, mask_id, mask_prob, generator, low=len(special_ids))
+
+
+@wrong("check_whole_word_masking", "wrong way round")
+def wwm_flags_reversed(input_ids, continues, special_ids, vocab_size, mask_id, mask_prob=0.15, generator=None):
+    B, T = input_ids.shape
+    special = torch.isin(input_ids, torch.tensor(sorted(special_ids)))
+    word_start = continues & ~special                                   # misread: True marks a new word
+    pick = (torch.rand((B, T), generator=generator) < mask_prob) & word_start
+    out = input_ids.clone()
+    out[pick] = mask_id
+    return out, torch.where(pick, input_ids, torch.full_like(input_ids, -100))
