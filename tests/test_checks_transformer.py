@@ -6,7 +6,8 @@ import torch.nn.functional as F
 
 from ptlm_course.attention import MultiHeadAttention
 from ptlm_course.checks import CheckFailed
-from ptlm_course.checks.transformer import check_feed_forward, check_layer_norm, check_transformer_block
+from ptlm_course.checks.transformer import (check_feed_forward, check_layer_norm, check_rms_norm, check_swiglu,
+                                             check_transformer_block)
 from ptlm_course.transformer import FeedForward
 
 
@@ -227,3 +228,48 @@ def test_block_unwritten_misnamed_and_wrong_output():
     fails_with(check_transformer_block, block_with(lambda s, x, m: (PreLN.forward(s, x, m), None)),
                "should be a torch.Tensor")
     fails_with(check_transformer_block, block_with(lambda s, x, m: 1.001 * PreLN.forward(s, x, m)), "wrong values")
+
+
+# --- RMSNorm and SwiGLU (exercise 05) --------------------------------------------------------------------
+
+def test_rms_norm_check_accepts_pytorchs_rms_norm(capsys):
+    check_rms_norm(lambda x, weight, eps=1e-6: F.rms_norm(x, (x.shape[-1],), weight, eps))
+    assert "✅ check_rms_norm" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("fn, message", [
+    (lambda x, w, eps=1e-6: F.layer_norm(x, (x.shape[-1],), w, None, eps), "you subtracted the mean"),
+    (lambda x, w, eps=1e-6: x / (x.pow(2).mean(-1, keepdim=True).sqrt() + eps) * w, "outside the square root"),
+    (lambda x, w, eps=1e-6: x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps), "forgot the learned scale"),
+])
+def test_rms_norm_check_names_mistakes(fn, message):
+    with pytest.raises(CheckFailed, match=message):
+        check_rms_norm(fn)
+
+
+def swiglu(act=F.silu, combine=lambda a, b: a * b, bias=False):
+    class SwiGLU(nn.Module):
+        def __init__(self, d_model, d_ff):
+            super().__init__()
+            self.gate = nn.Linear(d_model, d_ff, bias=bias)
+            self.up = nn.Linear(d_model, d_ff, bias=bias)
+            self.down = nn.Linear(d_ff, d_model, bias=bias)
+
+        def forward(self, x):
+            return self.down(combine(act(self.gate(x)), self.up(x)))
+    return SwiGLU
+
+
+def test_swiglu_check_accepts_a_correct_module(capsys):
+    check_swiglu(swiglu())
+    assert "✅ check_swiglu" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("module, message", [
+    (swiglu(act=torch.sigmoid), "sigmoid"),
+    (swiglu(combine=lambda a, b: a + b), "the two branches are added"),
+    (swiglu(bias=True), "has biases"),
+])
+def test_swiglu_check_names_mistakes(module, message):
+    with pytest.raises(CheckFailed, match=message):
+        check_swiglu(module)

@@ -1,4 +1,5 @@
-"""Checks for notebook 05's exercises: LayerNorm by hand, the feed-forward network, a pre-LN Transformer block."""
+"""Checks for notebook 05's exercises: LayerNorm and RMSNorm by hand, the feed-forward network and its SwiGLU
+variant, a pre-LN Transformer block and the parallel block."""
 from __future__ import annotations
 
 import torch
@@ -9,7 +10,8 @@ from ._core import CheckFailed, call_student, expect_deterministic, expect_tenso
 from ..transformer import FeedForward, TransformerBlock
 from ..validation import describe
 
-__all__ = ["check_layer_norm", "check_feed_forward", "check_transformer_block", "check_parallel_block"]
+__all__ = ["check_layer_norm", "check_rms_norm", "check_feed_forward", "check_swiglu", "check_transformer_block",
+           "check_parallel_block"]
 
 
 # --- LayerNorm ----------------------------------------------------------------------------------------
@@ -72,6 +74,61 @@ def check_layer_norm(fn) -> None:
         if len(shape) == 3:
             mistakes.insert(1, ("you normalised over the wrong axis (the positions, dim=-2): LayerNorm normalises "
                                 "each token's vector, over the last dim (dim=-1).", variant(dim=-2)))
+        expect_tensor_like(check, out, variant(), "the output" + where, [(m + where, w) for m, w in mistakes])
+    passed(check, len(cases))
+
+
+# --- RMSNorm ------------------------------------------------------------------------------------------
+
+def _rms_norm(x, weight, eps, dim=-1, centre=False, eps_outside=False, no_sqrt=False, use_weight=True,
+              unbiased=False, ignore_eps=False):
+    """Reference RMSNorm over ``dim``, plus the classic mistakes as switches."""
+    if centre:
+        x = x - x.mean(dim=dim, keepdim=True)
+    n = x.shape[dim] if isinstance(dim, int) else x.numel()
+    mean_square = (x ** 2).sum(dim=dim, keepdim=True) / (n - 1 if unbiased else n)
+    eps = 0.0 if ignore_eps else eps
+    if no_sqrt:
+        scale = mean_square + eps
+    else:
+        scale = mean_square.sqrt() + eps if eps_outside else torch.sqrt(mean_square + eps)
+    return x / scale * (weight if use_weight else 1)
+
+
+def check_rms_norm(fn) -> None:
+    """Check ``fn(x, weight, eps=1e-6)``: divide each vector by its root mean square over the last dim, then scale."""
+    check = "check_rms_norm"
+    g = torch.Generator().manual_seed(17)
+    randn = lambda *shape: torch.randn(*shape, generator=g, dtype=torch.float64)  # noqa: E731
+    cases = [((4, 8), None, 3.0), ((2, 3, 16), None, 1.0), ((2, 5, 6), 0.5, 0.3), ((3, 4), 0.1, 0.2)]
+    for shape, eps, spread in cases:
+        C = shape[-1]
+        x = randn(*shape) * spread + randn(*shape[:-1], 1)               # rows with different means
+        weight = 1 + 0.5 * randn(C)
+        kwargs = {} if eps is None else {"eps": eps}
+        eps_value = 1e-6 if eps is None else eps
+        out = call_student(check, fn, x.clone(), weight.clone(), **kwargs)
+        where = f" (test: x of shape {shape}, eps={eps_value})"
+        variant = lambda **kw: _rms_norm(x, weight, eps_value, **kw)      # noqa: E731
+        mistakes = [
+            ("you subtracted the mean: that is LayerNorm. RMSNorm only rescales, x / sqrt(mean(x ** 2) + eps), "
+             "with no centring (and no bias).", variant(centre=True)),
+            ("you normalised over the wrong axis: RMSNorm rescales each token's vector, over the last dim "
+             "(dim=-1, keepdim=True).", variant(dim=0)),
+            ("you normalised over all the numbers at once: RMSNorm rescales each token's vector separately, over "
+             "the last dim (dim=-1, keepdim=True).", variant(dim=tuple(range(x.dim())))),
+            ("eps is added outside the square root: divide by sqrt(mean(x ** 2) + eps), not by "
+             "sqrt(mean(x ** 2)) + eps.", variant(eps_outside=True)),
+            ("the square root is missing: divide by the ROOT mean square, sqrt(mean(x ** 2) + eps) "
+             "(torch.rsqrt multiplies by its inverse).", variant(no_sqrt=True)),
+            ("eps is not used: divide by sqrt(mean(x ** 2) + eps) with the `eps` argument.", variant(ignore_eps=True)),
+            ("the mean square is divided by C - 1: it is the plain mean of x ** 2 over the C channels.",
+             variant(unbiased=True)),
+            ("you forgot the learned scale: multiply by `weight`.", variant(use_weight=False)),
+        ]
+        if len(shape) == 3:
+            mistakes.insert(1, ("you normalised over the wrong axis (the positions, dim=-2): RMSNorm rescales each "
+                                "token's vector, over the last dim (dim=-1).", variant(dim=-2)))
         expect_tensor_like(check, out, variant(), "the output" + where, [(m + where, w) for m, w in mistakes])
     passed(check, len(cases))
 
@@ -145,6 +202,69 @@ def check_feed_forward(cls) -> None:
                 ("there is a residual inside the feed-forward network (x + ...): the block adds the residual; "
                  "the FFN itself returns only fc2(GELU(fc1(x)))." + where, _ffn_variant(ref, x, residual=True)),
             ])
+    passed(check, len(cases))
+
+
+# --- SwiGLU feed-forward network -----------------------------------------------------------------------
+
+class _SwiGLU(nn.Module):
+    """The reference: down(SiLU(gate(x)) * up(x)), no biases (LLaMA's feed-forward network)."""
+
+    def __init__(self, d_model: int, d_ff: int):
+        super().__init__()
+        self.gate = nn.Linear(d_model, d_ff, bias=False)
+        self.up = nn.Linear(d_model, d_ff, bias=False)
+        self.down = nn.Linear(d_ff, d_model, bias=False)
+
+    def forward(self, x, kind="ok"):
+        gate, up = self.gate(x), self.up(x)                             # (B, T, d_ff) each
+        if kind == "swapped":
+            gate, up = up, gate
+        act = {"gelu": F.gelu, "sigmoid": torch.sigmoid, "relu": F.relu, "none": lambda h: h}.get(kind, F.silu)
+        if kind == "sum":
+            return self.down(F.silu(gate) + up)
+        if kind == "silu_after":
+            return self.down(F.silu(gate * up))
+        if kind == "no_gate":
+            return self.down(F.silu(up))
+        return self.down(act(gate) * up)                                # (B, T, d_model)
+
+
+_SWIGLU_MISTAKES = {
+    "swapped": "the SiLU is on the wrong branch: it goes on gate(x), and up(x) multiplies it unchanged: "
+               "down(silu(gate(x)) * up(x)).",
+    "sigmoid": "you gated with a sigmoid (the original GLU): SwiGLU uses SiLU, silu(h) = h * sigmoid(h) (F.silu).",
+    "gelu": "you used GELU (that variant is GEGLU): SwiGLU uses SiLU (F.silu).",
+    "relu": "you used ReLU (that variant is ReGLU): SwiGLU uses SiLU (F.silu).",
+    "none": "there is no activation on the gate: down(silu(gate(x)) * up(x)).",
+    "sum": "the two branches are added: the gate MULTIPLIES the other branch, silu(gate(x)) * up(x).",
+    "silu_after": "the SiLU is applied after the product: it acts on gate(x) alone, silu(gate(x)) * up(x).",
+    "no_gate": "the gate branch is missing: the output is down(silu(gate(x)) * up(x)), with two input layers.",
+}
+
+
+def check_swiglu(cls) -> None:
+    """Check ``cls(d_model, d_ff)`` with ``gate``, ``up``, ``down`` (no biases): down(SiLU(gate(x)) * up(x))."""
+    check = "check_swiglu"
+    name = fn_name(cls)
+    cases = [(2, 5, 8, 12), (1, 3, 6, 10), (3, 1, 4, 16)]              # (B, T, d_model, d_ff)
+    g = torch.Generator().manual_seed(9)
+    for B, T, C, d_ff in cases:
+        torch.manual_seed(C + d_ff)
+        ref = _SwiGLU(C, d_ff).double().eval()
+        student = _build(check, cls, C, d_ff)
+        extra = sorted(k for k, _ in student.named_parameters() if k.endswith("bias"))
+        if extra:
+            raise CheckFailed(check, f"`{name}` has biases ({', '.join(extra)}): SwiGLU's layers have none, "
+                                     f"nn.Linear(..., bias=False).")
+        _copy_parameters(check, name, ref, student)
+        x = torch.randn(B, T, C, generator=g, dtype=torch.float64)
+        out = call_student(check, student, x.clone())
+        expect_deterministic(check, out, student, x.clone())
+        where = f" (test: x of shape {(B, T, C)}, d_ff={d_ff})"
+        with torch.no_grad():
+            expect_tensor_like(check, out, ref(x), "the output (B, T, d_model)" + where,
+                               [(m + where, ref(x, kind)) for kind, m in _SWIGLU_MISTAKES.items()])
     passed(check, len(cases))
 
 

@@ -324,3 +324,121 @@ class ParallelNoMask(_Parallel):
     def forward(self, x, mask=None):
         h = self.ln(x)
         return x + self.attn(h)[0] + self.ffn(h)
+
+
+# ------------------------------------------------------------------------------------ RMSNorm
+
+
+@correct("check_rms_norm")
+def rms_norm_functional(x, weight, eps=1e-6):
+    return x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps) * weight
+
+
+@correct("check_rms_norm")
+def rms_norm_via_norm(x, weight, eps=1e-6):
+    C = x.shape[-1]
+    rms = torch.sqrt(x.norm(dim=-1, keepdim=True) ** 2 / C + eps)
+    return weight * (x / rms)
+
+
+@wrong("check_rms_norm", "subtracted the mean")
+def rms_norm_centred(x, weight, eps=1e-6):
+    x = x - x.mean(-1, keepdim=True)
+    return x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight
+
+
+@wrong("check_rms_norm", "outside the square root")
+def rms_norm_eps_outside(x, weight, eps=1e-6):
+    return x / (x.pow(2).mean(-1, keepdim=True).sqrt() + eps) * weight
+
+
+@wrong("check_rms_norm", "square root is missing")
+def rms_norm_no_sqrt(x, weight, eps=1e-6):
+    return x / (x.pow(2).mean(-1, keepdim=True) + eps) * weight
+
+
+@wrong("check_rms_norm", "wrong axis")
+def rms_norm_axis0(x, weight, eps=1e-6):
+    return x * torch.rsqrt(x.pow(2).mean(0, keepdim=True) + eps) * weight
+
+
+@wrong("check_rms_norm", "C - 1")
+def rms_norm_std(x, weight, eps=1e-6):
+    return x / torch.sqrt(x.pow(2).sum(-1, keepdim=True) / (x.shape[-1] - 1) + eps) * weight
+
+
+@wrong("check_rms_norm", "learned scale")
+def rms_norm_no_weight(x, weight, eps=1e-6):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+
+
+@wrong("check_rms_norm", "subtracted the mean", "layernorm")
+def rms_norm_is_layer_norm(x, weight, eps=1e-6):
+    return F.layer_norm(x, (x.shape[-1],), weight, None, eps)
+
+
+# ------------------------------------------------------------------------------------ SwiGLU
+
+
+class _SwiGLUBase(nn.Module):
+    def __init__(self, d_model, d_ff, bias=False):
+        super().__init__()
+        self.gate = nn.Linear(d_model, d_ff, bias=bias)
+        self.up = nn.Linear(d_model, d_ff, bias=bias)
+        self.down = nn.Linear(d_ff, d_model, bias=bias)
+
+
+@correct("check_swiglu")
+class SwiGLUByHand(_SwiGLUBase):
+    def forward(self, x):
+        g = self.gate(x)
+        return self.down(g * torch.sigmoid(g) * self.up(x))
+
+
+@correct("check_swiglu")
+class SwiGLUModuleAct(_SwiGLUBase):
+    def __init__(self, d_model, d_ff):
+        super().__init__(d_model, d_ff)
+        self.act = nn.SiLU()
+
+    def forward(self, x):
+        return self.down(self.up(x) * self.act(self.gate(x)))
+
+
+@wrong("check_swiglu", "wrong branch")
+class SwiGLUSwapped(_SwiGLUBase):
+    def forward(self, x):
+        return self.down(self.gate(x) * F.silu(self.up(x)))
+
+
+@wrong("check_swiglu", "sigmoid")
+class SwiGLUSigmoid(_SwiGLUBase):
+    def forward(self, x):
+        return self.down(torch.sigmoid(self.gate(x)) * self.up(x))
+
+
+@wrong("check_swiglu", "gelu")
+class SwiGLUGelu(_SwiGLUBase):
+    def forward(self, x):
+        return self.down(F.gelu(self.gate(x)) * self.up(x))
+
+
+@wrong("check_swiglu", "added")
+class SwiGLUSum(_SwiGLUBase):
+    def forward(self, x):
+        return self.down(F.silu(self.gate(x)) + self.up(x))
+
+
+@wrong("check_swiglu", "biases")
+class SwiGLUWithBias(_SwiGLUBase):
+    def __init__(self, d_model, d_ff):
+        super().__init__(d_model, d_ff, bias=True)
+
+    def forward(self, x):
+        return self.down(F.silu(self.gate(x)) * self.up(x))
+
+
+@wrong("check_swiglu", "after the product")
+class SwiGLUSiluAfter(_SwiGLUBase):
+    def forward(self, x):
+        return self.down(F.silu(self.gate(x) * self.up(x)))
