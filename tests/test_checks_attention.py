@@ -7,7 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ptlm_course.checks import CheckFailed
-from ptlm_course.checks.attention import check_attention, check_causal_mask, check_padding_mask
+from ptlm_course.checks.attention import check_attention, check_biased_attention, check_causal_mask, check_padding_mask
 from ptlm_course.checks.multihead import check_merge_heads, check_multi_head_attention, check_split_heads
 
 
@@ -283,3 +283,35 @@ def test_no_source_hint_for_other_errors():
     assert _hint(ValueError("not a shape error"), [], uses_dot_T) == ""       # only RuntimeErrors get it
     assert _hint(RuntimeError("size mismatch"), [], attention_matmul) == ""   # no `.T` in the code
     assert "`.T`" in _hint(RuntimeError("size mismatch"), [], uses_dot_T)
+
+
+# --- attention with an additive bias (exercise 03) -------------------------------------------------------
+
+def biased(kind="ok"):
+    def fn(q, k, v, bias):
+        scores = q @ k.transpose(-2, -1)
+        scores = (scores + bias) / math.sqrt(q.shape[-1]) if kind == "scaled_bias" else \
+            scores / math.sqrt(q.shape[-1]) + (0 if kind == "no_bias" else bias)
+        weights = torch.softmax(scores, dim=-1)
+        return weights @ v, weights
+    return fn
+
+
+def test_biased_attention_check_accepts_a_correct_answer(capsys):
+    check_biased_attention(biased())
+    assert "✅ check_biased_attention: all 4 tests passed." in capsys.readouterr().out
+
+
+def test_biased_attention_check_accepts_pytorchs_sdpa_output(capsys):
+    def fn(q, k, v, bias):
+        weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]) + bias, dim=-1)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias), weights
+    check_biased_attention(fn)
+    assert "✅ check_biased_attention" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kind, message", [("scaled_bias", "divided by sqrt\\(d_k\\) along with the scores"),
+                                           ("no_bias", "the bias is ignored")])
+def test_biased_attention_check_names_mistakes(kind, message):
+    with pytest.raises(CheckFailed, match=message):
+        check_biased_attention(biased(kind))

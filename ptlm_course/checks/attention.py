@@ -1,4 +1,5 @@
-"""Checks for notebook 03's exercises: scaled dot-product attention, the causal mask, the padding mask."""
+"""Checks for notebook 03's exercises: scaled dot-product attention (plain and with an additive bias), the causal
+mask, the padding mask, a cached attention step."""
 from __future__ import annotations
 
 import math
@@ -8,7 +9,8 @@ import torch
 from ._core import CheckFailed, call_student, expect_tensor_like, passed
 from ..validation import describe
 
-__all__ = ["check_attention", "check_causal_mask", "check_padding_mask", "check_cached_attention_step"]
+__all__ = ["check_attention", "check_biased_attention", "check_causal_mask", "check_padding_mask",
+           "check_cached_attention_step"]
 
 
 def _attention(q, k, v, mask=None, scale=None, softmax_dim=-1, fill=float("-inf"),
@@ -90,6 +92,90 @@ def check_attention(fn) -> None:
         transposed = "the returned weights are transposed: they should have shape (..., T_q, T_k), one row per query."
         expect_tensor_like(check, weights, w_ref, "the weights" + where,
                            [(m + where, w) for m, (_, w) in mistakes] + [(transposed + where, w_ref.transpose(-2, -1))])
+        expect_tensor_like(check, output, out_ref, "the output (..., T_q, d_v)" + where,
+                           [(m + where, o) for m, (o, _) in mistakes])
+    passed(check, len(cases))
+
+
+def _biased(q, k, v, bias, kind="ok"):
+    """Attention with an additive bias on the scaled scores, plus the classic mistakes by name."""
+    raw = q @ k.transpose(-2, -1)                                    # (..., T_q, T_k)
+    root = math.sqrt(q.shape[-1])
+    scaled = {"no_scale": raw, "scale_d": raw / q.shape[-1], "scale_v": raw / math.sqrt(v.shape[-1])}.get(kind, raw / root)
+    if kind == "bias_scaled":
+        scores = (raw + bias) / root
+    elif kind == "no_bias":
+        scores = scaled
+    elif kind == "bias_subtracted":
+        scores = scaled - bias
+    elif kind == "bias_transposed":
+        scores = scaled + bias.transpose(-2, -1)
+    else:
+        scores = scaled + bias
+    if kind == "bias_after_softmax":
+        weights = torch.softmax(raw / root, dim=-1) + bias
+    else:
+        weights = torch.softmax(scores, dim=-2 if kind == "softmax_queries" else -1)
+    return weights @ v, weights
+
+
+_BIAS_MISTAKES = {
+    "no_bias": "the bias is ignored: add it to the scaled scores, softmax(q k^T / sqrt(d_k) + bias).",
+    "bias_scaled": "the bias was divided by sqrt(d_k) along with the scores: scale q k^T first, then add the bias, "
+                   "softmax(q k^T / sqrt(d_k) + bias).",
+    "bias_after_softmax": "the bias was added after the softmax: it belongs to the scores, before the softmax, so "
+                          "that the weights still sum to 1.",
+    "bias_subtracted": "the bias was subtracted: it is ADDED to the scores (a penalty is a negative bias).",
+    "bias_transposed": "the bias is transposed: bias[..., i, j] is for query i and key j, the same layout as the "
+                       "scores (..., T_q, T_k).",
+    "no_scale": "you forgot to scale the scores: divide q @ k^T by sqrt(d_k), then add the bias.",
+    "scale_d": "you divided the scores by d_k; divide by sqrt(d_k) instead.",
+    "scale_v": "you divided by sqrt(d_v), the size of the values; the scale is sqrt(d_k) (q.shape[-1]).",
+    "softmax_queries": "the softmax runs over the wrong axis, the queries (dim=-2): each query's weights over the "
+                       "keys should sum to 1, softmax(..., dim=-1).",
+}
+
+
+def _alibi(H: int, T: int) -> torch.Tensor:
+    """ALiBi's causal bias (H, T, T): -slope_h * (i - j) for keys j <= i, -inf for later keys."""
+    slopes = torch.tensor([2.0 ** (-8 * (h + 1) / H) for h in range(H)], dtype=torch.float64)
+    distance = (torch.arange(T)[:, None] - torch.arange(T)[None, :]).double()     # (T, T) i - j
+    bias = -slopes[:, None, None] * distance                                        # (H, T, T)
+    return bias.masked_fill(distance < 0, float("-inf"))
+
+
+def _bias_cases():
+    g = torch.Generator().manual_seed(13)
+    randn = lambda *shape: torch.randn(*shape, generator=g, dtype=torch.float64)  # noqa: E731
+    padding = torch.zeros(2, 1, 1, 6, dtype=torch.float64)
+    padding[1, ..., 3:] = float("-inf")                                             # a mask written as a bias
+    return [
+        ("q (4, 8), k (6, 8), v (6, 5), a random (4, 6) bias", (randn(4, 8), randn(6, 8), randn(6, 5)), 2 * randn(4, 6)),
+        ("q, k, v (3, 5, 4), a random (5, 5) bias", (randn(3, 5, 4), randn(3, 5, 4), randn(3, 5, 4)), 2 * randn(5, 5)),
+        ("batch and heads, q/k/v (2, 3, 5, 8), ALiBi's causal bias (3, 5, 5)",
+         (randn(2, 3, 5, 8), randn(2, 3, 5, 8), randn(2, 3, 5, 8)), _alibi(3, 5)),
+        ("q (2, 2, 4, 8), k/v (2, 2, 6, 8), a (2, 1, 1, 6) padding bias of 0 and -inf",
+         (randn(2, 2, 4, 8), randn(2, 2, 6, 8), randn(2, 2, 6, 8)), padding),
+    ]
+
+
+def check_biased_attention(fn) -> None:
+    """Check ``fn(q, k, v, bias) -> (output, weights)`` against softmax(q kᵀ / sqrt(d_k) + bias) v."""
+    check = "check_biased_attention"
+    cases = _bias_cases()
+    for description, (q, k, v), bias in cases:
+        result = call_student(check, fn, q.clone(), k.clone(), v.clone(), bias.clone())
+        if not (isinstance(result, (tuple, list)) and len(result) == 2):
+            raise CheckFailed(check, f"`{getattr(fn, '__name__', 'fn')}` should return a pair (output, weights), but "
+                                     f"it returned {describe(result)}.")
+        output, weights = result
+        out_ref, w_ref = _biased(q, k, v, bias)
+        kinds = [kind for kind in _BIAS_MISTAKES
+                 if not (kind == "bias_transposed" and bias.shape[-2] != bias.shape[-1])
+                 and not (kind == "scale_v" and v.shape[-1] == q.shape[-1])]
+        mistakes = [(_BIAS_MISTAKES[kind], _biased(q, k, v, bias, kind)) for kind in kinds]
+        where = f" (test: {description})"
+        expect_tensor_like(check, weights, w_ref, "the weights" + where, [(m + where, w) for m, (_, w) in mistakes])
         expect_tensor_like(check, output, out_ref, "the output (..., T_q, d_v)" + where,
                            [(m + where, o) for m, (o, _) in mistakes])
     passed(check, len(cases))

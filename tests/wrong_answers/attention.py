@@ -521,3 +521,71 @@ class CrossDropout(_Cross):
     def forward(self, x, context, mask=None):
         out, weights = self.cross(x, context, mask)
         return F.dropout(out, 0.2), weights
+
+
+# ------------------------------------------------------------------------------------ attention with a bias
+
+
+def _with_bias(q, k, v, bias, scale_bias=False, after=False, sign=1.0, scale=None, dim=-1, use_bias=True):
+    d = q.shape[-1]
+    scale = math.sqrt(d) if scale is None else scale
+    raw = q @ k.transpose(-2, -1)
+    if scale_bias:
+        scores = (raw + bias) / scale
+    else:
+        scores = raw / scale + (sign * bias if use_bias and not after else 0)
+    weights = torch.softmax(scores, dim=dim)
+    if after:
+        weights = weights + bias
+    return weights @ v, weights
+
+
+@correct("check_biased_attention")
+def biased_einsum(q, k, v, bias):
+    scores = torch.einsum("...qd,...kd->...qk", q, k) / q.shape[-1] ** 0.5
+    weights = (scores + bias).softmax(-1)
+    return torch.einsum("...qk,...kd->...qd", weights, v), weights
+
+
+@correct("check_biased_attention")
+def biased_scaled_query(q, k, v, bias):
+    q = q / math.sqrt(q.shape[-1])                           # scale q first: the same scores
+    weights = torch.softmax(q @ k.mT + bias, dim=-1)
+    return weights @ v, weights
+
+
+@wrong("check_biased_attention", "divided by sqrt(d_k) along with the scores")
+def biased_scaled_bias(q, k, v, bias):
+    return _with_bias(q, k, v, bias, scale_bias=True)
+
+
+@wrong("check_biased_attention", "after the softmax")
+def biased_after_softmax(q, k, v, bias):
+    return _with_bias(q, k, v, bias, after=True)
+
+
+@wrong("check_biased_attention", "subtracted")
+def biased_minus(q, k, v, bias):
+    return _with_bias(q, k, v, bias, sign=-1.0)
+
+
+@wrong("check_biased_attention", "bias is ignored")
+def biased_forgot_bias(q, k, v, bias):
+    return _with_bias(q, k, v, bias, use_bias=False)
+
+
+@wrong("check_biased_attention", "forgot to scale")
+def biased_no_scale(q, k, v, bias):
+    return _with_bias(q, k, v, bias, scale=1.0)
+
+
+@wrong("check_biased_attention", "wrong axis")
+def biased_softmax_queries(q, k, v, bias):
+    return _with_bias(q, k, v, bias, dim=-2)
+
+
+@wrong("check_biased_attention", "transposed")
+def biased_bias_transposed(q, k, v, bias):
+    if bias.shape[-1] != bias.shape[-2]:                    # a careful student guards the rectangular case
+        return _with_bias(q, k, v, bias)
+    return _with_bias(q, k, v, bias.transpose(-2, -1))
