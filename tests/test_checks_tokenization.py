@@ -1,10 +1,12 @@
 """The tokenization checks accept every correct solution and name each classic mistake."""
+import re
 from collections import Counter, defaultdict
 
 import pytest
 
 from ptlm_course.checks import CheckFailed
-from ptlm_course.checks.tokenization import check_merge, check_pair_counts, check_wordpiece
+from ptlm_course.checks.tokenization import (check_merge, check_merge_words, check_pair_counts, check_wordpiece,
+                                            check_wordpiece_sentence)
 
 
 def not_written(*args):
@@ -289,3 +291,62 @@ def test_crash_in_student_code_is_reported_kindly():
 
     with pytest.raises(CheckFailed, match=r"raised TypeError: 'set' object is not subscriptable"):
         check_wordpiece(crashes)
+
+
+# --- the next steps (exercise 01): merging inside a word table, WordPiece on a sentence ---------------------
+
+def _merge(word, pair, new_id):
+    out, i = [], 0
+    while i < len(word):
+        if i + 1 < len(word) and (word[i], word[i + 1]) == pair:
+            out.append(new_id)
+            i += 2
+        else:
+            out.append(word[i])
+            i += 1
+    return tuple(out)
+
+
+def test_merge_words_check_accepts_a_correct_answer(capsys):
+    check_merge_words(lambda wf, pair, new_id: {_merge(w, pair, new_id): f for w, f in wf.items()})
+    assert "✅ check_merge_words" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("fn, message", [
+    (lambda wf, pair, new_id: {_merge(w, pair, new_id): 1 for w in wf}, "keep each word's frequency"),
+    (lambda wf, pair, new_id: {_merge(w, pair, new_id): f for w, f in wf.items() if pair in zip(w, w[1:])},
+     "disappeared"),
+    (lambda wf, pair, new_id: [(_merge(w, pair, new_id), f) for w, f in wf.items()], "should return a dict"),
+])
+def test_merge_words_check_names_mistakes(fn, message):
+    with pytest.raises(CheckFailed, match=message):
+        check_merge_words(fn)
+
+
+def _pieces(word, vocab):
+    pieces, start = [], 0
+    while start < len(word):
+        for end in range(len(word), start, -1):
+            piece = word[start:end] if start == 0 else "##" + word[start:end]
+            if piece in vocab:
+                break
+        else:
+            return ["[UNK]"]
+        pieces.append(piece)
+        start = end
+    return pieces
+
+
+def test_wordpiece_sentence_check_accepts_a_correct_answer(capsys):
+    check_wordpiece_sentence(lambda text, vocab: [p for w in re.findall(r"\w+|[^\w\s]", text.lower())
+                                                  for p in _pieces(w, vocab)])
+    assert "✅ check_wordpiece_sentence" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("fn, message", [
+    (lambda text, vocab: [p for w in text.lower().split() for p in _pieces(w, vocab)], "punctuation stays glued"),
+    (lambda text, vocab: [p for w in re.findall(r"\w+|[^\w\s]", text) for p in _pieces(w, vocab)], "lower-cased"),
+])
+def test_wordpiece_sentence_check_names_mistakes(fn, message):
+    with pytest.raises(CheckFailed, match=message):
+        check_wordpiece_sentence(fn)

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow          # about 30 s: eight notebooks, each in it
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "03_attention"
-CHECKS = ["check_attention", "check_causal_mask", "check_padding_mask", "check_cached_attention_step"]
+CHECKS = ["check_biased_attention", "check_causal_mask", "check_padding_mask", "check_cached_attention_step"]
 
 
 def exercise():
@@ -41,8 +41,9 @@ def submissions(folder: Path) -> None:
     save(solved(), "alice")                                           # everything right
 
     nb = exercise()                                                   # nothing written, checks "overwritten"
-    nb.cells[index_of(nb, "check_attention(attention)")].source = (
-        'check_attention = lambda fn: print("✅ check_attention: all 5 tests passed.")\ncheck_attention(attention)')
+    nb.cells[index_of(nb, "check_biased_attention(attention_with_bias)")].source = (
+        'check_biased_attention = lambda fn: print("✅ check_biased_attention: all 4 tests passed.")\n'
+        'check_biased_attention(attention_with_bias)')
     nb.cells.insert(3, nbformat.v4.new_code_cell(
         "import ptlm_course.checks.attention as checks_module\n"
         "from ptlm_course.checks import _core\n"
@@ -54,7 +55,7 @@ def submissions(folder: Path) -> None:
 
     nb = solved()                                                     # a cell raises, another has a syntax error
     nb.cells.insert(index_of(nb, "def causal_mask"), nbformat.v4.new_code_cell("1 / 0"))
-    nb.cells[index_of(nb, "def attention")].source = "def attention(q, k, v, mask=None)\n    return q"
+    nb.cells[index_of(nb, "def attention_with_bias")].source = "def attention_with_bias(q, k, v, bias)\n    return q"
     save(nb, "dave")
 
     nb = exercise()                                                   # check cells deleted, nothing written
@@ -114,12 +115,12 @@ def test_correct_submission_passes_every_check(graded):
 def test_overwriting_the_checks_does_not_pass(graded):
     mallory = results(graded[0], "mallory")
     assert all(r["passed"] == "False" for r in mallory.values())
-    assert "not written yet" in mallory["check_attention"]["message"]
+    assert "not written yet" in mallory["check_biased_attention"]["message"]
     message = mallory["check_causal_mask"]["message"]
     for trick in ("defines check_causal_mask", "assigns checks_module.check_padding_mask",
-                  "assigns _core.expect_tensor_like", "assigns CheckFailed", "assigns check_attention"):
+                  "assigns _core.expect_tensor_like", "assigns CheckFailed", "assigns check_biased_attention"):
         assert trick in message
-    assert "its check cell was edited" in mallory["check_attention"]["message"]
+    assert "its check cell was edited" in mallory["check_biased_attention"]["message"]
     oscar = results(graded[0], "oscar")
     assert all(r["passed"] == "False" and "tampers with what the grader relies on (assigns json.dumps)" in r["message"]
                for r in oscar.values())
@@ -127,8 +128,9 @@ def test_overwriting_the_checks_does_not_pass(graded):
 
 def test_errors_and_syntax_errors_are_recorded_and_the_rest_still_graded(graded):
     dave = results(graded[0], "dave")
-    assert dave["check_attention"]["passed"] == "False"
-    assert "NameError" in dave["check_attention"]["message"] and "SyntaxError" in dave["check_attention"]["message"]
+    assert dave["check_biased_attention"]["passed"] == "False"
+    message = dave["check_biased_attention"]["message"]
+    assert "NameError" in message and "SyntaxError" in message
     assert "ZeroDivisionError" in dave["check_causal_mask"]["message"]
     assert dave["check_causal_mask"]["passed"] == dave["check_padding_mask"]["passed"] == "True"
 
@@ -143,7 +145,7 @@ def test_deleted_and_reordered_cells_are_recorded(graded):
 def test_dead_kernel_unreadable_and_unknown_notebooks_do_not_stop_the_batch(graded):
     rows = graded[0]
     henry = results(rows, "henry")
-    assert henry["check_attention"]["passed"] == "False"
+    assert henry["check_biased_attention"]["passed"] == "False"
     assert all("the kernel died" in r["message"] for r in henry.values())
     ivan = [r for r in rows if r["student"] == "ivan"]
     assert {r["check"] for r in ivan if r["exercise"] == NAME} == set(CHECKS)
@@ -168,10 +170,10 @@ def test_check_cells_and_tampering_are_recognised():
     found = grading.tampering("import json, builtins\njson.dumps = str\nbuiltins.print = len\nprint = None")
     assert found == ["assigns builtins.print", "assigns json.dumps", "assigns print"]
     assert all(grading._is_machinery(t) for t in found)
-    assert not grading._is_machinery("assigns check_attention")
+    assert not grading._is_machinery("assigns check_biased_attention")
     ex = grading.Exercise.load(ROOT / "exercises" / f"{NAME}.ipynb")
     assert [c.label for c in ex.checks] == CHECKS
-    assert ex.modules["check_attention"] == "ptlm_course.checks.attention"
+    assert ex.modules["check_biased_attention"] == "ptlm_course.checks.attention"
     assert grading.identify(Path("x/bob_03_attention.ipynb"), {NAME: ex}) == ("bob", NAME)
     assert grading.identify(Path("bob/03_attention.ipynb"), {NAME: ex}) == ("bob", NAME)
 

@@ -19,11 +19,11 @@ pytestmark = pytest.mark.slow          # about 25 s (process mode) + 20 s (OS is
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "03_attention"
-CHECKS = ["check_attention", "check_causal_mask", "check_padding_mask", "check_cached_attention_step"]
+CHECKS = ["check_biased_attention", "check_causal_mask", "check_padding_mask", "check_cached_attention_step"]
 VALIDATION = Path(grading.__file__).with_name("validation.py")
 WRONG = {   # answers of the right shapes and dtypes but wrong values: any pass is a faked one
-    "def attention": "def attention(q, k, v, mask=None):\n    weights = torch.zeros(*q.shape[:-1], k.shape[-2], "
-                     "dtype=q.dtype)\n    return weights @ v, weights",
+    "def attention_with_bias": "def attention_with_bias(q, k, v, bias):\n    weights = torch.zeros(*q.shape[:-1], "
+                               "k.shape[-2], dtype=q.dtype)\n    return weights @ v, weights",
     "def causal_mask": "def causal_mask(T):\n    return torch.ones(T, T, dtype=torch.bool)",
     "def padding_mask": "def padding_mask(lengths, T):\n    return torch.ones(len(lengths), 1, 1, T, dtype=torch.bool)",
 }
@@ -69,7 +69,7 @@ class Fake(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return None
     def exec_module(self, module):
         fake = lambda fn: print("✅ all tests passed.")
-        module.__dict__.update(check_attention=fake, check_causal_mask=fake, check_padding_mask=fake,
+        module.__dict__.update(check_biased_attention=fake, check_causal_mask=fake, check_padding_mask=fake,
                                check_cached_attention_step=fake)
 sys.meta_path.insert(0, Fake())''',
     "input_transformer": '''import re
@@ -93,7 +93,7 @@ globals().update(__builtins__=fake)''',
 
 def detached(marker: str, out: Path) -> str:
     """A shell that detaches twice and keeps trying to add a passing row to the results."""
-    loop = f"while :; do echo 'mallory,{NAME},check_attention,True,x' >> {out}; sleep 0.05; done"
+    loop = f"while :; do echo 'mallory,{NAME},check_biased_attention,True,x' >> {out}; sleep 0.05; done"
     return (f"import subprocess\nsubprocess.Popen(['/bin/sh', '-c', {('(' + loop + ') 2>/dev/null &')!r}, "
             f"{marker!r}], start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, "
             "stderr=subprocess.DEVNULL)")
@@ -291,14 +291,15 @@ def test_supervisor_kills_detached_descendants(tmp_path):
 
 
 def test_checks_in_the_grader_see_what_the_students_function_did_to_its_arguments(tmp_path):
-    """Values cross the pipe, so in-place changes to a list or a set are copied back for the check to see;
+    """Values cross the pipe, so in-place changes to a dict or a set are copied back for the check to see;
     a Counter arrives as a dict, which the check accepts."""
     exercise = grading.Exercise.load(ROOT / "exercises" / "01_tokenization.ipynb")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in [
         "from collections import Counter",
-        "def get_pair_counts(ids):\n    return Counter(zip(ids, ids[1:]))",
-        "def merge(ids, pair, new_id):\n    ids.append(new_id)\n    return ids",
-        "def wordpiece_word(word, vocab):\n    vocab.add('##zzz')\n    return ['[UNK]']",
+        "def count_pairs_in_words(word_freqs):\n    return Counter(p for w, f in word_freqs.items() "
+        "for p in list(zip(w, w[1:])) * f)",
+        "def merge_in_words(word_freqs, pair, new_id):\n    word_freqs[(new_id,)] = 1\n    return word_freqs",
+        "def wordpiece_sentence(text, vocab):\n    vocab.add('##zzz')\n    return ['[UNK]']",
     ]])
     batch_package = grading.package_snapshot()
     sandbox = grading.Sandbox(grading.Isolation("process"), tmp_path, batch_package, [])
@@ -307,10 +308,11 @@ def test_checks_in_the_grader_see_what_the_students_function_did_to_its_argument
     finally:
         sandbox.stop()
     outcomes = run.check_outputs
-    assert outcomes["check_pair_counts"]["passed"], outcomes["check_pair_counts"]
-    assert not outcomes["check_merge"]["passed"] and "the input list was changed" in outcomes["check_merge"]["message"]
-    assert not outcomes["check_wordpiece"]["passed"]
-    assert "the vocabulary was changed" in outcomes["check_wordpiece"]["message"]
+    assert outcomes["check_word_pair_counts"]["passed"], outcomes["check_word_pair_counts"]
+    merged = outcomes["check_merge_words"]
+    assert not merged["passed"] and "the table it was given was changed" in merged["message"]
+    assert not outcomes["check_wordpiece_sentence"]["passed"]
+    assert "the vocabulary was changed" in outcomes["check_wordpiece_sentence"]["message"]
 
 
 # Each check test of a class (or of freeze_top) in tests/test_checks_*.py, replayed through the grader: the

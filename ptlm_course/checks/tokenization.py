@@ -1,4 +1,5 @@
-"""Checks for exercises/01_tokenization.ipynb: pair counts, merging a pair, WordPiece on one word.
+"""Checks for exercises/01_tokenization.ipynb: pair counts (in one list, over a word table), merging a pair (in one
+list, inside every word of a table), WordPiece on one word and on a sentence.
 
 Each check runs the student's function on varied inputs and compares with the course's reference.
 When a wrong answer equals what a known mistake would give, the message names that mistake.
@@ -6,6 +7,7 @@ When a wrong answer equals what a known mistake would give, the message names th
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Mapping
 
 from ..bpe import get_pair_counts as _reference_pair_counts
@@ -14,7 +16,8 @@ from ..validation import describe
 from ..wordpiece import wordpiece_word as _reference_wordpiece
 from ._core import CheckFailed, call_student, expect_equal, passed
 
-__all__ = ["check_pair_counts", "check_merge", "check_wordpiece", "check_word_pair_counts"]
+__all__ = ["check_pair_counts", "check_merge", "check_merge_words", "check_wordpiece", "check_wordpiece_sentence",
+           "check_word_pair_counts"]
 
 
 # ------------------------------------------------------------------------------------ pair counts
@@ -253,13 +256,82 @@ def check_merge(fn) -> None:
     passed(check, len(cases))
 
 
-def _compare_merges(check: str, cases: list, answers: list) -> None:
+def _compare_merges(check: str, cases: list, answers: list, in_words: bool = False) -> None:
     """Fail on the first answer that differs from the reference, naming the mistake that explains the most."""
     mistakes = _consistent_first(_MERGE_MISTAKES, cases, answers)
     for (ids, pair, new_id), result in zip(cases, answers):
-        expect_equal(check, result, _reference_merge(ids, pair, new_id),
-                     f"merge({ids if len(ids) <= 12 else describe(ids)}, {pair}, {new_id})",
+        shown = ids if len(ids) <= 12 else describe(ids)
+        what = (f"the word {tuple(shown) if len(ids) <= 12 else shown} merged with {pair} -> {new_id}" if in_words
+                else f"merge({shown}, {pair}, {new_id})")
+        expect_equal(check, result, _reference_merge(ids, pair, new_id), what,
                      [(message, wrong(ids, pair, new_id)) for message, wrong in mistakes])
+
+
+# ------------------------------------------------------------------------------------ merging inside a word table
+_TABLE_CASES = [
+    ({(1, 2, 3): 5, (3, 1, 2): 2, (4,): 1, (1, 2, 1, 2): 4}, (1, 2), 9),
+    ({(7, 7, 7): 3, (7,): 2, (8, 7, 7): 6}, (7, 7), 300),
+    ({(10, 4): 1, (4, 10): 2}, (4, 10), 11),
+]
+
+
+def _merge_table(word_freqs, pair, new_id):
+    return {tuple(_reference_merge(list(word), pair, new_id)): freq for word, freq in word_freqs.items()}
+
+
+def _as_table(check: str, result, given: dict) -> dict:
+    if result is None:
+        raise CheckFailed(check, "it returned None: return the new table {word (a tuple of ids): frequency}.")
+    if not isinstance(result, Mapping):
+        raise CheckFailed(check, f"should return a dict {{word (a tuple of ids): frequency}}, but it returned "
+                                 f"{describe(result)}.")
+    for word in result:
+        if not isinstance(word, tuple):
+            raise CheckFailed(check, f"the keys should be words as tuples of ids (a list cannot be a dict key), but "
+                                     f"one key is {describe(word)}: use tuple(merged).")
+    return {tuple(int(i) for i in word): freq for word, freq in result.items()}
+
+
+def check_merge_words(fn) -> None:
+    """Check ``fn(word_freqs, pair, new_id) -> new table``: every word merged by the lesson's rule, frequencies kept."""
+    check = "check_merge_words"
+    cases = _merge_cases()
+    answers = []
+    for ids, pair, new_id in cases:                     # one word at a time: the merge rule itself
+        table = {tuple(ids): 3}
+        given = dict(table)
+        try:
+            result = _as_table(check, call_student(check, fn, given, pair, new_id), table)
+        except CheckFailed:
+            _compare_merges(check, cases[:len(answers)], answers, in_words=True)
+            raise
+        if given != table:
+            raise CheckFailed(check, "the table it was given was changed: build and return a new dict.")
+        if not result and pair not in zip(ids, ids[1:]):
+            raise CheckFailed(check, f"the word {tuple(ids)} does not contain {pair} and disappeared: words without "
+                                     f"the pair stay in the table, unchanged.")
+        if len(result) != 1:
+            raise CheckFailed(check, f"a table of one word {tuple(ids)} gave back {len(result)} words: each word of "
+                                     f"the table becomes exactly one merged word.")
+        (word, freq), = result.items()
+        if freq != 3:
+            raise CheckFailed(check, f"the word {tuple(ids)} occurs 3 times, but its merged word has frequency "
+                                     f"{freq}: keep each word's frequency.")
+        answers.append(list(word))
+    _compare_merges(check, cases, answers, in_words=True)
+    for word_freqs, pair, new_id in _TABLE_CASES:       # whole tables
+        given = dict(word_freqs)
+        result = _as_table(check, call_student(check, fn, given, pair, new_id), word_freqs)
+        expected = _merge_table(word_freqs, pair, new_id)
+        missing = [w for w, f in word_freqs.items() if pair not in zip(w, w[1:]) and w not in result]
+        if missing:
+            raise CheckFailed(check, f"the word {missing[0]} does not contain {pair} and disappeared: words without "
+                                     f"the pair stay in the table, unchanged.")
+        expect_equal(check, result, expected, f"the table {word_freqs} merged with {pair} -> {new_id}", [
+            ("the frequencies were lost: each merged word keeps the frequency of the word it came from.",
+             {w: 1 for w in expected}),
+        ])
+    passed(check, len(cases) + len(_TABLE_CASES))
 
 
 # ------------------------------------------------------------------------------------ WordPiece
@@ -427,6 +499,77 @@ def check_wordpiece(fn) -> None:
                      [(message, wrong(word, vocab)) for message, wrong in mistakes])
     passed(check, len(cases))
 
+
+
+# ------------------------------------------------------------------------------------ WordPiece on a sentence
+_SENTENCE_VOCAB = _VOCAB | {",", "!", ".", "'", "?"}
+
+
+def _split_words(text: str) -> list[str]:
+    """BERT's basic split: lower case, then runs of letters/digits, and each punctuation mark on its own."""
+    return re.findall(r"\w+|[^\w\s]", text.lower())
+
+
+def _reference_sentence(text, vocab, lower=True, punctuation=True, drop_punctuation=False, whole_unk=False):
+    text = text.lower() if lower else text
+    words = re.findall(r"\w+|[^\w\s]" if punctuation else r"\S+", text)
+    if drop_punctuation:
+        words = [w for w in words if re.fullmatch(r"\w+", w)]
+    pieces = [p for w in words for p in _reference_wordpiece(w, vocab)]
+    return ["[UNK]"] if whole_unk and "[UNK]" in pieces else pieces
+
+
+_SENTENCE_CASES = [
+    "Playing, tokenizers!",
+    "un playing .",
+    "Hugging  tokens?",
+    "xxx plays, unaffable players.",
+    "tokenplay's tokenizer",
+]
+
+_SENTENCE_MISTAKES = [
+    ("the text was not lower-cased: BERT (uncased) lower-cases before splitting, so 'Playing' is found as 'play'.",
+     lambda t, v: _reference_sentence(t, v, lower=False)),
+    ("punctuation stays glued to its word ('playing,' is one word, and no piece '##,' exists, so it becomes [UNK]): "
+     "split punctuation marks into words of their own, e.g. re.findall(r\"\\w+|[^\\w\\s]\", text).",
+     lambda t, v: _reference_sentence(t, v, punctuation=False)),
+    ("the punctuation marks were dropped: each one is a word of its own and gets its own piece (',' is in the "
+     "vocabulary).", lambda t, v: _reference_sentence(t, v, drop_punctuation=True)),
+    ("one unknown word turned the whole sentence into ['[UNK]']: only that word becomes [UNK]; the other words keep "
+     "their pieces.", lambda t, v: _reference_sentence(t, v, whole_unk=True)),
+    ("punctuation stays glued to its word, and the text was not lower-cased: lower-case first, then split the "
+     "punctuation marks into words of their own.", lambda t, v: _reference_sentence(t, v, lower=False, punctuation=False)),
+    ("the whole text was looked up as one word (spaces included), so it became ['[UNK]']: split it into words "
+     "first, then run WordPiece on each word.", lambda t, v: _reference_wordpiece(t.lower(), v)),
+]
+
+
+def check_wordpiece_sentence(fn) -> None:
+    """Check ``fn(text, vocab) -> pieces``: lower-case, split into words and punctuation marks, WordPiece each word."""
+    check = "check_wordpiece_sentence"
+    cases = _wordpiece_cases()
+    answers = []
+    for word, vocab in cases:                           # one-word texts: the greedy rule itself
+        given = set(vocab)
+        result = call_student(check, fn, word, given)
+        if given != vocab:
+            raise CheckFailed(check, "the vocabulary was changed: only look pieces up in it.")
+        if isinstance(result, str) or not isinstance(result, (list, tuple)):
+            raise CheckFailed(check, f"should return a list of pieces (strings), but for {word!r} it returned "
+                                     f"{describe(result)}.")
+        answers.append(list(result))
+    mistakes = _consistent_first(_WORDPIECE_MISTAKES, cases, answers)
+    for (word, vocab), pieces in zip(cases, answers):
+        expect_equal(check, pieces, _reference_wordpiece(word, vocab), f"the pieces of the one-word text {word!r}",
+                     [(message, wrong(word, vocab)) for message, wrong in mistakes])
+    answers = [call_student(check, fn, text, set(_SENTENCE_VOCAB)) for text in _SENTENCE_CASES]
+    answers = [list(a) if isinstance(a, (list, tuple)) else a for a in answers]
+    cases = [(text, _SENTENCE_VOCAB) for text in _SENTENCE_CASES]
+    mistakes = _consistent_first(_SENTENCE_MISTAKES, cases, answers)
+    for text, pieces in zip(_SENTENCE_CASES, answers):
+        expect_equal(check, pieces, _reference_sentence(text, _SENTENCE_VOCAB), f"the pieces of {text!r}",
+                     [(message, wrong(text, _SENTENCE_VOCAB)) for message, wrong in mistakes])
+    passed(check, len(_wordpiece_cases()) + len(_SENTENCE_CASES))
 
 
 # ------------------------------------------------------------------------------------ pair counts over words

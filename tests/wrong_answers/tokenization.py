@@ -367,3 +367,182 @@ def word_pairs_overwrite(word_freqs):
 @wrong("check_word_pair_counts", "keys should be pairs")
 def word_pairs_by_word(word_freqs):
     return {word: freq for word, freq in word_freqs.items()}
+
+
+# ------------------------------------------------------------------------------------ merge inside a word table
+
+
+def _merge_one(word, pair, new_id):
+    out, i = [], 0
+    while i < len(word):
+        if i + 1 < len(word) and (word[i], word[i + 1]) == pair:
+            out.append(new_id)
+            i += 2
+        else:
+            out.append(word[i])
+            i += 1
+    return out
+
+
+@correct("check_merge_words")
+def merge_words_comprehension(word_freqs, pair, new_id):
+    return {tuple(_merge_one(w, pair, new_id)): f for w, f in word_freqs.items()}
+
+
+@correct("check_merge_words")
+def merge_words_counter(word_freqs, pair, new_id):
+    from collections import Counter
+    out = Counter()
+    for word, freq in word_freqs.items():
+        merged, skip = [], False
+        for a, b in zip(word, list(word[1:]) + [None]):
+            if skip:
+                skip = False
+                continue
+            if (a, b) == pair:
+                merged.append(new_id)
+                skip = True
+            else:
+                merged.append(a)
+        out[tuple(merged)] += freq
+    return out
+
+
+@wrong("check_merge_words", "frequency", "keep")
+def merge_words_freq_one(word_freqs, pair, new_id):
+    return {tuple(_merge_one(w, pair, new_id)): 1 for w in word_freqs}
+
+
+@wrong("check_merge_words", "disappeared")
+def merge_words_only_changed(word_freqs, pair, new_id):
+    return {tuple(_merge_one(w, pair, new_id)): f for w, f in word_freqs.items() if pair in zip(w, w[1:])}
+
+
+@wrong("check_merge_words", "text replacement")
+def merge_words_as_text(word_freqs, pair, new_id):
+    out = {}
+    for word, freq in word_freqs.items():
+        text = " ".join(map(str, word)).replace(f"{pair[0]} {pair[1]}", str(new_id))
+        out[tuple(int(t) for t in text.split())] = freq
+    return out
+
+
+@wrong("check_merge_words", "tuple")
+def merge_words_list_keys(word_freqs, pair, new_id):
+    return [(_merge_one(w, pair, new_id), f) for w, f in word_freqs.items()]
+
+
+@wrong("check_merge_words", "changed", "new dict")
+def merge_words_in_place(word_freqs, pair, new_id):
+    for word in list(word_freqs):
+        word_freqs[tuple(_merge_one(word, pair, new_id))] = word_freqs.pop(word)
+    return word_freqs
+
+
+@wrong("check_merge_words", "jump two positions")
+def merge_words_overlapping(word_freqs, pair, new_id):
+    out = {}
+    for word, freq in word_freqs.items():
+        merged, i = [], 0
+        while i < len(word):
+            if i + 1 < len(word) and (word[i], word[i + 1]) == pair:
+                merged.append(new_id)
+                i += 1                                       # steps one: overlapping matches
+            else:
+                merged.append(word[i])
+                i += 1
+        out[tuple(merged)] = freq
+    return out
+
+
+# ------------------------------------------------------------------------------------ WordPiece on a sentence
+
+
+def _wp_cut(word, vocab):
+    pieces, start = [], 0
+    while start < len(word):
+        for end in range(len(word), start, -1):
+            piece = word[start:end] if start == 0 else "##" + word[start:end]
+            if piece in vocab:
+                break
+        else:
+            return ["[UNK]"]
+        pieces.append(piece)
+        start = end
+    return pieces
+
+
+@correct("check_wordpiece_sentence")
+def sentence_regex(text, vocab):
+    import re
+    return [p for w in re.findall(r"\w+|[^\w\s]", text.lower()) for p in _wp_cut(w, vocab)]
+
+
+@correct("check_wordpiece_sentence")
+def sentence_char_loop(text, vocab):
+    words, current = [], ""
+    for ch in text.lower():
+        if ch.isalnum() or ch == "_":
+            current += ch
+            continue
+        if current:
+            words.append(current)
+            current = ""
+        if not ch.isspace():
+            words.append(ch)
+    if current:
+        words.append(current)
+    out = []
+    for w in words:
+        out.extend(_wp_cut(w, vocab))
+    return out
+
+
+@wrong("check_wordpiece_sentence", "lower-cased")
+def sentence_no_lower(text, vocab):
+    import re
+    return [p for w in re.findall(r"\w+|[^\w\s]", text) for p in _wp_cut(w, vocab)]
+
+
+@wrong("check_wordpiece_sentence", "punctuation stays glued")
+def sentence_split_only(text, vocab):
+    return [p for w in text.lower().split() for p in _wp_cut(w, vocab)]
+
+
+@wrong("check_wordpiece_sentence", "punctuation marks were dropped")
+def sentence_words_only(text, vocab):
+    import re
+    return [p for w in re.findall(r"\w+", text.lower()) for p in _wp_cut(w, vocab)]
+
+
+@wrong("check_wordpiece_sentence", "whole sentence")
+def sentence_one_unk_for_all(text, vocab):
+    import re
+    pieces = [p for w in re.findall(r"\w+|[^\w\s]", text.lower()) for p in _wp_cut(w, vocab)]
+    return ["[UNK]"] if "[UNK]" in pieces else pieces
+
+
+@wrong("check_wordpiece_sentence", "as one word")
+def sentence_not_split(text, vocab):
+    return _wp_cut(text.lower(), vocab)
+
+
+@wrong("check_wordpiece_sentence", "'##'")
+def sentence_bare_fallback(text, vocab):
+    import re
+    out = []
+    for word in re.findall(r"\w+|[^\w\s]", text.lower()):
+        pieces, start = [], 0
+        while start < len(word):
+            for end in range(len(word), start, -1):
+                sub = word[start:end]
+                piece = sub if start == 0 else ("##" + sub if "##" + sub in vocab else sub)
+                if piece in vocab:
+                    break
+            else:
+                pieces = ["[UNK]"]
+                break
+            pieces.append(piece)
+            start = end
+        out += pieces
+    return out
