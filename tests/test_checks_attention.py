@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from ptlm_course.checks import CheckFailed
 from ptlm_course.checks.attention import check_attention, check_biased_attention, check_causal_mask, check_padding_mask
-from ptlm_course.checks.multihead import check_merge_heads, check_multi_head_attention, check_split_heads
+from ptlm_course.checks.multihead import (check_grouped_query_attention, check_merge_heads, check_multi_head_attention,
+                                         check_repeat_kv, check_split_heads)
 
 
 def fails_with(check, fn, message):
@@ -315,3 +316,42 @@ def test_biased_attention_check_accepts_pytorchs_sdpa_output(capsys):
 def test_biased_attention_check_names_mistakes(kind, message):
     with pytest.raises(CheckFailed, match=message):
         check_biased_attention(biased(kind))
+
+
+# --- grouped-query attention (exercise 04) ---------------------------------------------------------------
+
+def test_repeat_kv_check_accepts_repeat_interleave_and_names_tiling(capsys):
+    check_repeat_kv(lambda x, n_rep: x.repeat_interleave(n_rep, dim=1))
+    assert "✅ check_repeat_kv" in capsys.readouterr().out
+    with pytest.raises(CheckFailed, match="tiled"):
+        check_repeat_kv(lambda x, n_rep: x.repeat(1, n_rep, 1, 1))
+
+
+def gqa(tiled=False):
+    class GQA(nn.Module):
+        def __init__(self, d_model, n_heads, n_kv_heads):
+            super().__init__()
+            self.H, self.H_kv, d = n_heads, n_kv_heads, d_model // n_heads
+            self.q_proj, self.out_proj = nn.Linear(d_model, d_model), nn.Linear(d_model, d_model)
+            self.k_proj, self.v_proj = nn.Linear(d_model, n_kv_heads * d), nn.Linear(d_model, n_kv_heads * d)
+
+        def forward(self, x, mask=None):
+            B, T, C = x.shape
+            d, n_rep = C // self.H, self.H // self.H_kv
+            q = self.q_proj(x).view(B, T, self.H, d).transpose(1, 2)
+            k, v = (p(x).view(B, T, self.H_kv, d).transpose(1, 2) for p in (self.k_proj, self.v_proj))
+            k, v = ((t.repeat(1, n_rep, 1, 1) if tiled else t.repeat_interleave(n_rep, 1)) for t in (k, v))
+            scores = (q @ k.transpose(-2, -1) / math.sqrt(d)).masked_fill(~mask, float("-inf"))
+            weights = scores.softmax(-1)
+            return self.out_proj((weights @ v).transpose(1, 2).reshape(B, T, C)), weights
+    return GQA
+
+
+def test_grouped_query_attention_check_agrees_with_sdpa(capsys):
+    check_grouped_query_attention(gqa())
+    assert "✅ check_grouped_query_attention: all 4 tests passed." in capsys.readouterr().out
+
+
+def test_grouped_query_attention_check_names_tiled_heads():
+    with pytest.raises(CheckFailed, match="tiled"):
+        check_grouped_query_attention(gqa(tiled=True))

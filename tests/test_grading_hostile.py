@@ -147,8 +147,9 @@ def run_batch(tmp: Path, isolation: str):
         for student, cheat in CHEATS.items():
             save(wrong(cheat), subs, student)
         nb = solved("04_multi_head_attention")                  # a class without the 1/sqrt(d), torch patched
-        mha = [c for c in nb.cells if "class MultiHeadAttention" in c.source][0]
-        mha.source = mha.source.replace(" / math.sqrt(d)", "")
+        gqa = [c for c in nb.cells if "class GroupedQueryAttention" in c.source][0]
+        assert " / math.sqrt(d)" in gqa.source
+        gqa.source = gqa.source.replace(" / math.sqrt(d)", "")
         nb.cells.insert(3, nbformat.v4.new_code_cell(CHEATS["patch_allclose"]))
         (subs / "classy").mkdir()
         nbformat.write(nb, subs / "classy" / "04_multi_head_attention.ipynb")
@@ -217,8 +218,8 @@ def test_cheats_gain_no_marks(process_batch):
         assert list(passed) == CHECKS and not any(passed.values()), (student, message)
     assert "the weights" in marks(rows, "patch_allclose")[1]      # the grader's own comparison caught it
     passed, message = marks(rows, "classy")                       # a check of a class: decided in the grader too
-    assert passed == {"check_split_heads": True, "check_merge_heads": True, "check_multi_head_attention": False,
-                      "check_cross_attention": True}           # the cross-attention task is correct
+    assert passed == {"check_repeat_kv": True, "check_grouped_query_attention": False,
+                      "check_cross_attention": True}           # the other tasks are correct
     assert "the scores are not scaled" in message
 
 

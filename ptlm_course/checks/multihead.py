@@ -1,4 +1,5 @@
-"""Checks for notebook 04's exercises: splitting and merging heads, and a multi-head attention module."""
+"""Checks for notebook 04's exercises: splitting and merging heads, a multi-head attention module, grouped-query
+attention (repeating the key/value heads) and cross-attention."""
 from __future__ import annotations
 
 import itertools
@@ -6,12 +7,14 @@ import math
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ._core import CheckFailed, call_student, expect_deterministic, expect_tensor_like, fn_name, passed
 from ..attention import MultiHeadAttention, merge_heads, split_heads
 from ..validation import describe
 
-__all__ = ["check_split_heads", "check_merge_heads", "check_multi_head_attention", "check_cross_attention"]
+__all__ = ["check_split_heads", "check_merge_heads", "check_multi_head_attention", "check_repeat_kv",
+           "check_grouped_query_attention", "check_cross_attention"]
 
 _VIEW_HINT = ("`.view` cannot follow a `.transpose` (the memory is no longer in order): use `.reshape(...)` "
               "or `.contiguous().view(...)`.")
@@ -258,4 +261,113 @@ def check_cross_attention(cls) -> None:
                            [(_CROSS_MISTAKES[k] + where, wrong[k][1]) for k in kinds if k != "no_proj"])
         expect_tensor_like(check, out, expected[0], "the output (B, T, C)" + where,
                            [(_CROSS_MISTAKES[k] + where, wrong[k][0]) for k in kinds])
+    passed(check, len(cases))
+
+
+# --- grouped-query attention ------------------------------------------------------------------------------
+
+def _repeat_variant(x: torch.Tensor, n_rep: int, kind: str = "ok") -> torch.Tensor:
+    """(B, H_kv, T, d) -> (B, H_kv * n_rep, T, d), each key/value head repeated n_rep times in a row."""
+    if kind == "tiled":
+        return x.repeat(1, n_rep, 1, 1)                     # kv heads 0, 1, 0, 1: the wrong pairing
+    return x.repeat_interleave(n_rep, dim=1)
+
+
+def check_repeat_kv(fn) -> None:
+    """Check ``fn(x (B, H_kv, T, d), n_rep) -> (B, H_kv * n_rep, T, d)``: kv head j serves query heads
+    j * n_rep .. (j + 1) * n_rep - 1."""
+    check = "check_repeat_kv"
+    g = torch.Generator().manual_seed(21)
+    cases = [(2, 2, 3, 4, 2), (1, 3, 5, 2, 4), (2, 4, 2, 3, 1), (1, 1, 4, 2, 3)]   # (B, H_kv, T, d, n_rep)
+    for B, H_kv, T, d, n_rep in cases:
+        x = torch.randn(B, H_kv, T, d, generator=g)
+        out = call_student(check, fn, x.clone(), n_rep)
+        where = f" (test: x of shape {(B, H_kv, T, d)}, n_rep={n_rep})"
+        mistakes = [("the key/value heads were tiled (0, 1, 0, 1, ...): query heads 0 .. n_rep - 1 share kv head 0, "
+                     "so each kv head must be repeated n_rep times IN A ROW (0, 0, 1, 1, ...): "
+                     "x.repeat_interleave(n_rep, dim=1), not x.repeat(...)." + where, _repeat_variant(x, n_rep, "tiled")),
+                    ("the positions were repeated instead of the heads: repeat along dim 1 (the heads), not dim 2."
+                     + where, x.repeat_interleave(n_rep, dim=2)),
+                    ("the head dimension d was repeated: repeat along dim 1 (the heads), not the last dim."
+                     + where, x.repeat_interleave(n_rep, dim=3))]
+        expect_tensor_like(check, out, _repeat_variant(x, n_rep), "the repeated heads" + where,
+                           [(m, w) for m, w in mistakes if not torch.equal(w, _repeat_variant(x, n_rep))])
+    passed(check, len(cases))
+
+
+def _gqa_reference(student_layers: dict, x, mask, n_heads: int, n_kv: int, kind: str = "ok"):
+    """Grouped-query attention with the given layers; PyTorch's SDPA (enable_gqa) gives the output."""
+    B, T, C = x.shape
+    d = C // n_heads
+    q = student_layers["q_proj"](x).view(B, T, n_heads, d).transpose(1, 2)            # (B, H, T, d)
+    k = student_layers["k_proj"](x).view(B, T, n_kv, d).transpose(1, 2)               # (B, H_kv, T, d)
+    v = student_layers["v_proj"](x).view(B, T, n_kv, d).transpose(1, 2)
+    if kind == "ok":
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)  # (B, H, T, d)
+        k_all, v_all = k.repeat_interleave(n_heads // n_kv, 1), v.repeat_interleave(n_heads // n_kv, 1)
+    else:
+        k_all, v_all = (_repeat_variant(t, n_heads // n_kv, "tiled" if kind == "tiled" else "ok") for t in (k, v))
+        out = None
+    scale = {"scale_C": math.sqrt(C), "no_scale": 1.0}.get(kind, math.sqrt(d))
+    scores = q @ k_all.transpose(-2, -1) / scale                                        # (B, H, T, T)
+    if mask is not None and kind != "no_mask":
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = scores.softmax(-1)
+    if out is None:
+        out = weights @ v_all
+    return student_layers["out_proj"](out.transpose(1, 2).reshape(B, T, C)), weights
+
+
+_GQA_MISTAKES = {
+    "tiled": "the key/value heads were tiled (0, 1, 0, 1, ...) instead of repeated in a row (0, 0, 1, 1, ...): query "
+             "head h reads kv head h // n_rep, so use repeat_kv (repeat_interleave along the heads).",
+    "scale_C": "the scores are divided by sqrt(d_model); the scale is sqrt(d), the size of one head.",
+    "no_scale": "the scores are not scaled: divide q @ k^T by sqrt(d), d the size of one head.",
+    "no_mask": "the mask is ignored: fill the scores with -inf where the mask is False, before the softmax.",
+}
+
+
+def check_grouped_query_attention(cls) -> None:
+    """Check ``cls(d_model, n_heads, n_kv_heads)`` with q_proj (C -> C), k_proj and v_proj (C -> n_kv_heads * d),
+    out_proj (C -> C) and ``forward(x, mask=None) -> (out (B, T, C), weights (B, H, T, T))``."""
+    check = "check_grouped_query_attention"
+    name = fn_name(cls)
+    cases = [(2, 5, 8, 4, 2), (1, 4, 12, 6, 3), (2, 3, 8, 2, 2), (1, 4, 8, 4, 1)]   # (B, T, C, H, H_kv)
+    g = torch.Generator().manual_seed(22)
+    for B, T, C, H, H_kv in cases:
+        d = C // H
+        student = call_student(check, cls, C, H, H_kv)
+        if not isinstance(student, nn.Module):
+            raise CheckFailed(check, f"`{name}({C}, {H}, {H_kv})` should build an nn.Module, but gave "
+                                     f"{describe(student)}.")
+        student.double().eval()
+        sizes = {"q_proj": (C, C), "k_proj": (H_kv * d, C), "v_proj": (H_kv * d, C), "out_proj": (C, C)}
+        layers = {}
+        for layer, shape in sizes.items():
+            theirs = getattr(student, layer, None)
+            if not isinstance(theirs, nn.Linear):
+                raise CheckFailed(check, f"`{name}` should have a layer `self.{layer}` (an nn.Linear), but "
+                                         f"`self.{layer}` is {describe(theirs)}.")
+            if tuple(theirs.weight.shape) != shape:
+                hint = (" Keys and values have only n_kv_heads heads: k_proj and v_proj map d_model to "
+                        "n_kv_heads * d." if layer in ("k_proj", "v_proj") else "")
+                raise CheckFailed(check, f"`self.{layer}` should map {shape[1]} to {shape[0]} channels, but it is "
+                                         f"{theirs}.{hint} (test: d_model={C}, n_heads={H}, n_kv_heads={H_kv})")
+            layers[layer] = theirs
+        x = torch.randn(B, T, C, generator=g, dtype=torch.float64)
+        mask = torch.ones(T, T, dtype=torch.bool).tril()                          # causal, broadcast to (B, H, T, T)
+        result = call_student(check, student, x.clone(), mask=mask)
+        if not (isinstance(result, (tuple, list)) and len(result) == 2):
+            raise CheckFailed(check, f"forward should return a pair (out, weights), but it returned {describe(result)}.")
+        out, weights = result
+        expect_deterministic(check, out, student, x.clone(), mask=mask)
+        where = f" (test: x (B={B}, T={T}, C={C}), a causal mask, n_heads={H}, n_kv_heads={H_kv})"
+        with torch.no_grad():
+            expected = _gqa_reference(layers, x, mask, H, H_kv)
+            wrong = {kind: _gqa_reference(layers, x, mask, H, H_kv, kind) for kind in _GQA_MISTAKES}
+        kinds = [k for k in wrong if not (k == "tiled" and H_kv in (1, H))]
+        expect_tensor_like(check, weights, expected[1], "the weights (B, H, T, T)" + where,
+                           [(_GQA_MISTAKES[k] + where, wrong[k][1]) for k in kinds])
+        expect_tensor_like(check, out, expected[0], "the output (B, T, C)" + where,
+                           [(_GQA_MISTAKES[k] + where, wrong[k][0]) for k in kinds])
     passed(check, len(cases))

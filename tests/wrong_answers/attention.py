@@ -589,3 +589,131 @@ def biased_bias_transposed(q, k, v, bias):
     if bias.shape[-1] != bias.shape[-2]:                    # a careful student guards the rectangular case
         return _with_bias(q, k, v, bias)
     return _with_bias(q, k, v, bias.transpose(-2, -1))
+
+
+# ------------------------------------------------------------------------------------ grouped-query attention
+
+
+@correct("check_repeat_kv")
+def repeat_kv_expand(x, n_rep):
+    B, H_kv, T, d = x.shape
+    return x[:, :, None].expand(B, H_kv, n_rep, T, d).reshape(B, H_kv * n_rep, T, d)
+
+
+@correct("check_repeat_kv")
+def repeat_kv_index(x, n_rep):
+    index = torch.arange(x.shape[1] * n_rep) // n_rep
+    return x[:, index]
+
+
+@wrong("check_repeat_kv", "tiled", "repeat_interleave")
+def repeat_kv_tiled(x, n_rep):
+    return x.repeat(1, n_rep, 1, 1)
+
+
+@wrong("check_repeat_kv", "tiled")
+def repeat_kv_cat(x, n_rep):
+    return torch.cat([x] * n_rep, dim=1)
+
+
+@wrong("check_repeat_kv", "positions were repeated")
+def repeat_kv_wrong_dim(x, n_rep):
+    return x.repeat_interleave(n_rep, dim=2)
+
+
+@wrong("check_repeat_kv", "tiled")
+def repeat_kv_modulo_index(x, n_rep):
+    index = torch.arange(x.shape[1] * n_rep) % x.shape[1]
+    return x[:, index]
+
+
+class _GQA(nn.Module):
+    def __init__(self, d_model, n_heads, n_kv_heads, tile=False, scale="d", kv_full=False, use_mask=True):
+        super().__init__()
+        self.n_heads, self.n_kv_heads = n_heads, n_kv_heads
+        d = d_model // n_heads
+        self.q_proj = nn.Linear(d_model, d_model)
+        self.k_proj = nn.Linear(d_model, d_model if kv_full else n_kv_heads * d)
+        self.v_proj = nn.Linear(d_model, d_model if kv_full else n_kv_heads * d)
+        self.out_proj = nn.Linear(d_model, d_model)
+        self.tile, self.scale, self.use_mask = tile, scale, use_mask
+
+    def forward(self, x, mask=None):
+        B, T, C = x.shape
+        H, H_kv = self.n_heads, self.n_kv_heads
+        d = C // H
+        q = self.q_proj(x).view(B, T, H, d).transpose(1, 2)
+        k = self.k_proj(x).view(B, T, H_kv, d).transpose(1, 2)
+        v = self.v_proj(x).view(B, T, H_kv, d).transpose(1, 2)
+        rep = (lambda t: t.repeat(1, H // H_kv, 1, 1)) if self.tile else (lambda t: t.repeat_interleave(H // H_kv, 1))
+        k, v = rep(k), rep(v)
+        scores = q @ k.transpose(-2, -1) / {"d": math.sqrt(d), "C": math.sqrt(C), "none": 1.0}[self.scale]
+        if mask is not None and self.use_mask:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        weights = scores.softmax(-1)
+        return self.out_proj((weights @ v).transpose(1, 2).reshape(B, T, C)), weights
+
+
+@correct("check_grouped_query_attention")
+class GQAWithSDPA(_GQA):
+    def forward(self, x, mask=None):
+        B, T, C = x.shape
+        H, H_kv = self.n_heads, self.n_kv_heads
+        d = C // H
+        q = self.q_proj(x).view(B, T, H, d).transpose(1, 2)
+        k = self.k_proj(x).view(B, T, H_kv, d).transpose(1, 2)
+        v = self.v_proj(x).view(B, T, H_kv, d).transpose(1, 2)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+        k = k.repeat_interleave(H // H_kv, 1)
+        scores = (q @ k.transpose(-2, -1) / math.sqrt(d)).masked_fill(~mask, float("-inf")) if mask is not None \
+            else q @ k.transpose(-2, -1) / math.sqrt(d)
+        return self.out_proj(out.transpose(1, 2).reshape(B, T, C)), scores.softmax(-1)
+
+
+@correct("check_grouped_query_attention")
+class GQAByGroups(_GQA):
+    """Queries reshaped into (B, H_kv, n_rep, T, d): each group attends to its own key/value head."""
+
+    def forward(self, x, mask=None):
+        B, T, C = x.shape
+        H, H_kv = self.n_heads, self.n_kv_heads
+        d, n_rep = C // H, H // H_kv
+        q = self.q_proj(x).view(B, T, H_kv, n_rep, d).permute(0, 2, 3, 1, 4)     # (B, H_kv, n_rep, T, d)
+        k = self.k_proj(x).view(B, T, H_kv, 1, d).permute(0, 2, 3, 1, 4)         # (B, H_kv, 1, T, d)
+        v = self.v_proj(x).view(B, T, H_kv, 1, d).permute(0, 2, 3, 1, 4)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(d)                          # (B, H_kv, n_rep, T, T)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        weights = scores.softmax(-1)
+        out = (weights @ v).reshape(B, H, T, d)
+        return self.out_proj(out.transpose(1, 2).reshape(B, T, C)), weights.reshape(B, H, T, T)
+
+
+@wrong("check_grouped_query_attention", "tiled")
+class GQATiled(_GQA):
+    def __init__(self, d_model, n_heads, n_kv_heads):
+        super().__init__(d_model, n_heads, n_kv_heads, tile=True)
+
+
+@wrong("check_grouped_query_attention", "sqrt(d_model)")
+class GQAScaleByModel(_GQA):
+    def __init__(self, d_model, n_heads, n_kv_heads):
+        super().__init__(d_model, n_heads, n_kv_heads, scale="C")
+
+
+@wrong("check_grouped_query_attention", "not scaled")
+class GQANoScale(_GQA):
+    def __init__(self, d_model, n_heads, n_kv_heads):
+        super().__init__(d_model, n_heads, n_kv_heads, scale="none")
+
+
+@wrong("check_grouped_query_attention", "mask is ignored")
+class GQANoMask(_GQA):
+    def __init__(self, d_model, n_heads, n_kv_heads):
+        super().__init__(d_model, n_heads, n_kv_heads, use_mask=False)
+
+
+@wrong("check_grouped_query_attention", "n_kv_heads * d")
+class GQAFullWidthKV(_GQA):
+    def __init__(self, d_model, n_heads, n_kv_heads):
+        super().__init__(d_model, n_heads, n_kv_heads, kv_full=True)
