@@ -1,11 +1,11 @@
-"""What the models return: named tuples shared by BERT, GPT and their task heads."""
+"""What the models return: named tuples shared by BERT, GPT, BART and their task heads."""
 from __future__ import annotations
 
 from typing import NamedTuple
 
 import torch
 
-__all__ = ["BertOutput", "PreTrainingOutput", "ClassificationOutput"]
+__all__ = ["BertOutput", "PreTrainingOutput", "ClassificationOutput", "Seq2SeqOutput"]
 
 
 class BertOutput(NamedTuple):
@@ -22,3 +22,9 @@ class PreTrainingOutput(NamedTuple):
 class ClassificationOutput(NamedTuple):
     logits: torch.Tensor                   # (B, num_labels); (B, T, num_labels) for token classification
     loss: torch.Tensor | None              # scalar, when labels were given
+
+
+class Seq2SeqOutput(NamedTuple):
+    logits: torch.Tensor                   # (B, T, V) for every target position
+    loss: torch.Tensor | None              # scalar, when labels were given
+    encoder_last_hidden_state: torch.Tensor    # (B, S, C)
