@@ -1,4 +1,4 @@
-"""BART: the encoder–decoder Transformer (Lewis et al., 2019), exactly as Hugging Face's ``BartForConditionalGeneration``.
+"""BART: the encoder–decoder Transformer (Lewis et al., 2019), as Hugging Face's ``BartForConditionalGeneration``.
 
 The encoder is a stack of post-LN blocks that read the source with a padding mask. The decoder block has three
 sub-layers, each followed by its residual add and a LayerNorm: causal self-attention over the target so far,
