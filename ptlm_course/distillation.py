@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .finetuning import _check_encoded, _model_inputs
+from .finetuning import expect_encoded, model_inputs
 from .validation import describe
 
 __all__ = ["distillation_loss", "with_teacher_logits", "make_distillation_loss_fn"]
@@ -71,7 +71,7 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
 def with_teacher_logits(encoded: dict, teacher_logits: torch.Tensor) -> dict:
     """``encoded`` (from :func:`~ptlm_course.finetuning.encode_examples`) plus ``"teacher_logits"`` (N, K):
     row i must be the teacher's scores for example i. ``make_get_batch`` then serves them with each batch."""
-    n = _check_encoded(encoded, "encoded")
+    n = expect_encoded(encoded, "encoded")
     if not isinstance(teacher_logits, torch.Tensor) or teacher_logits.dim() != 2 \
             or not teacher_logits.is_floating_point():
         raise TypeError(f"`teacher_logits` should be a float tensor (N, K), but got {describe(teacher_logits)}.")
@@ -92,7 +92,7 @@ def make_distillation_loss_fn(temperature: float = 2.0, alpha: float = 1.0) -> C
         if "teacher_logits" not in batch:
             raise KeyError("The batch has no 'teacher_logits': build the training data with "
                            "with_teacher_logits(encoded, teacher_logits) before make_get_batch.")
-        logits = model(**_model_inputs(model, batch)).logits                  # (B, K)
+        logits = model(**model_inputs(model, batch)).logits                  # (B, K)
         loss = distillation_loss(logits, batch["teacher_logits"], temperature, batch.get("labels"), alpha)
         chosen = logits.argmax(dim=-1)                                          # (B,)
         metrics = {"agreement": (chosen == batch["teacher_logits"].argmax(dim=-1)).float().mean().detach()}

@@ -179,7 +179,8 @@ def encode_examples(examples, tokenizer, max_length: int, pad_id: int | None = N
     return {**enc, "labels": torch.tensor(labels, dtype=torch.long)}
 
 
-def _check_encoded(data, name: str) -> int:
+def expect_encoded(data, name: str) -> int:
+    """Check ``data`` is the dict from :func:`encode_examples`; return its number of examples."""
     keys = ("input_ids", "attention_mask", "labels")
     if not isinstance(data, dict) or not all(isinstance(data.get(k), torch.Tensor) for k in keys):
         raise TypeError(f"`{name}` should be the dict from encode_examples (with {', '.join(keys)}), "
@@ -202,9 +203,9 @@ def make_get_batch(train_data: dict, val_data: dict | None = None, batch_size: i
     """A ``get_batch(split, generator)`` for :func:`~ptlm_course.training.train`: ``batch_size`` distinct
     random examples of ``"train"`` or ``"val"``, all randomness drawn from ``generator`` (exact resume)."""
     splits = {"train": train_data, "val": val_data}
-    sizes = {"train": _check_encoded(train_data, "train_data")}
+    sizes = {"train": expect_encoded(train_data, "train_data")}
     if val_data is not None:
-        sizes["val"] = _check_encoded(val_data, "val_data")
+        sizes["val"] = expect_encoded(val_data, "val_data")
     if not is_int(batch_size) or batch_size <= 0:
         raise ValueError(f"`batch_size` should be a positive integer, but got {describe(batch_size)}.")
 
@@ -219,8 +220,8 @@ def make_get_batch(train_data: dict, val_data: dict | None = None, batch_size: i
     return get_batch
 
 
-def _model_inputs(model: nn.Module, batch: dict) -> dict:
-    """The keyword arguments of the model's forward: BERT takes input_ids + token_type_ids, GPT idx."""
+def model_inputs(model: nn.Module, batch: dict) -> dict:
+    """The keyword arguments of the model's forward for a batch: BERT takes input_ids + token_type_ids, GPT idx."""
     inner = getattr(model, "module", model)                 # a DistributedDataParallel wrapper
     params = inspect.signature(inner.forward).parameters
     ids_name = "input_ids" if "input_ids" in params else "idx"
@@ -232,7 +233,7 @@ def _model_inputs(model: nn.Module, batch: dict) -> dict:
 
 def classification_loss_fn(model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
     """``loss_fn`` for :func:`~ptlm_course.training.train`: cross-entropy, and the batch's accuracy."""
-    logits = model(**_model_inputs(model, batch)).logits                       # (B, K)
+    logits = model(**model_inputs(model, batch)).logits                       # (B, K)
     loss = F.cross_entropy(logits, batch["labels"])
     accuracy = (logits.argmax(dim=-1) == batch["labels"]).float().mean()
     return loss, {"accuracy": accuracy.detach()}
@@ -242,7 +243,7 @@ def classification_loss_fn(model: nn.Module, batch: dict) -> tuple[torch.Tensor,
 def predict(model: nn.Module, encoded: dict, batch_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
     """(predicted class ids (N,), class probabilities (N, K)) for every example, in eval mode without
     gradients, on the model's device; the model's train/eval mode is restored afterwards. Both on the CPU."""
-    n = _check_encoded(encoded, "encoded")
+    n = expect_encoded(encoded, "encoded")
     if not is_int(batch_size) or batch_size <= 0:
         raise ValueError(f"`batch_size` should be a positive integer, but got {describe(batch_size)}.")
     device = next(model.parameters()).device
@@ -253,7 +254,7 @@ def predict(model: nn.Module, encoded: dict, batch_size: int = 128) -> tuple[tor
         for start in range(0, n, batch_size):
             batch = _select(encoded, torch.arange(start, min(start + batch_size, n)))
             batch = {k: v.to(device) for k, v in batch.items()}
-            logits = model(**_model_inputs(model, batch)).logits                 # (b, K)
+            logits = model(**model_inputs(model, batch)).logits                 # (b, K)
             probs.append(logits.float().softmax(dim=-1).cpu())
     finally:
         model.train(was_training)
@@ -264,7 +265,7 @@ def predict(model: nn.Module, encoded: dict, batch_size: int = 128) -> tuple[tor
 def make_eval_fn(encoded: dict, batch_size: int = 128) -> Callable[[nn.Module], dict]:
     """An ``eval_fn`` for :func:`~ptlm_course.training.train` scoring the *whole* split:
     ``{"val_loss", "val_accuracy"}`` (use with ``early_stopping_metric="val_accuracy", mode="max"``)."""
-    _check_encoded(encoded, "encoded")
+    expect_encoded(encoded, "encoded")
 
     def eval_fn(model: nn.Module) -> dict[str, float]:
         _, probs = predict(model, encoded, batch_size)
@@ -340,7 +341,7 @@ def token_classification_loss_fn(model: nn.Module, batch: dict) -> tuple[torch.T
 def predict_tags(model: nn.Module, encoded: dict, batch_size: int = 256) -> torch.Tensor:
     """Predicted label ids (N, T) on the CPU, -100 wherever ``encoded["labels"]`` is -100 (pieces after a
     word's first, special tokens, padding), in eval mode; the model's mode is restored afterwards."""
-    n = _check_encoded(encoded, "encoded")
+    n = expect_encoded(encoded, "encoded")
     if encoded["labels"].dim() != 2:
         raise ValueError(f"`encoded` should come from encode_tagged ((N, T) labels), but its labels are "
                          f"{describe(encoded['labels'])}.")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..validation import describe
+from ..validation import describe, is_number
 from ._core import CheckFailed, call_student
 
 
@@ -24,7 +24,7 @@ def expect_conclusion(check: str, stated, measured: dict, conclusions: dict, rel
         raise CheckFailed(check, f"your results miss the key(s) {missing}: fill in every entry of the dict.")
     for key, value in measured.items():
         got = stated[key]
-        if isinstance(got, bool) or not isinstance(got, (int, float)) and not hasattr(got, "item"):
+        if not (is_number(got) or (not isinstance(got, bool) and hasattr(got, "item"))):
             raise CheckFailed(check, f"`{key}` should be the number you measured, but it is {describe(got)}.")
         got = float(got)
         if abs(got - value) > max(abs_tol, rel * abs(value)):

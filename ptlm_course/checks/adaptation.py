@@ -12,7 +12,7 @@ import torch
 
 from ..bert import BertForPreTraining
 from ..runtime import by_budget
-from ..validation import describe
+from ..validation import describe, is_number
 from ._core import CheckFailed, call_student, expect_equal, passed
 from ._experiments import expect_conclusion, run_experiment
 
@@ -81,7 +81,7 @@ def check_fragmented_share(fn) -> None:
         where = f" (test: texts {texts}, min_pieces = {min_pieces}; the tokenizer cuts words into chunks of 3 letters)"
         if isinstance(got, torch.Tensor) and got.numel() == 1:
             got = got.item()
-        if isinstance(got, bool) or not isinstance(got, (int, float)):
+        if not is_number(got):
             raise CheckFailed(check, f"return the share as a number between 0 and 1, not {describe(got)}." + where)
         expected = _share(texts, _toy_tokenize, min_pieces)
         if math.isclose(got, expected, abs_tol=1e-9):
@@ -233,7 +233,7 @@ def _per_lr(check, stated, key, grid):
         value = found[0]
         if isinstance(value, torch.Tensor) and value.numel() == 1:
             value = value.item()
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if not is_number(value):
             raise CheckFailed(check, f"`{key}`[{lr:g}] should be the loss you measured, not {describe(value)}.")
         out[lr] = float(value)
     return out
@@ -263,7 +263,7 @@ def check_lr_sweep_experiment(experiment) -> None:
     reviews = _per_lr(check, stated, "review_loss", setup.lr_grid)
     plays = _per_lr(check, stated, "shakespeare_loss", setup.lr_grid)
     best = stated["best_lr"]
-    if isinstance(best, bool) or not isinstance(best, (int, float)) or \
+    if not is_number(best) or \
             not any(math.isclose(best, lr, rel_tol=1e-6) for lr in setup.lr_grid):
         raise CheckFailed(check, f"`best_lr` should be one of the grid's rates {list(setup.lr_grid)}, not "
                                  f"{describe(best)}.")

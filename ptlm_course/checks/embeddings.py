@@ -5,6 +5,7 @@ import torch
 
 from ..attention import MultiHeadAttention
 from ..embeddings import sinusoidal_table
+from ..validation import is_number
 from ._core import CheckFailed, call_student, expect_tensor_like, passed
 from ._experiments import expect_conclusion, run_experiment
 
@@ -102,7 +103,7 @@ def check_order_gap(fn) -> None:
             got = call_student(check, fn, layer, x.clone(), perm.clone(), pe)
             if isinstance(got, torch.Tensor) and got.numel() == 1:
                 got = got.item()
-            if isinstance(got, bool) or not isinstance(got, (int, float)):
+            if not is_number(got):
                 raise CheckFailed(check, f"the gap should be one number (a float), but it is {type(got).__name__}.")
             want = _order_gap(layer, x, perm, pe)
             where = f" (test: x of shape {(2, T, 16)}, {'with' if pe is not None else 'without'} positions)"

@@ -6,6 +6,7 @@ import torch
 from ..flops import token_matmul_weights, training_flops_per_token
 from ..gpt import GPT, GPTConfig
 from ..speed import disable_activation_checkpointing, enable_activation_checkpointing, peak_memory
+from ..validation import is_number
 from ._core import CheckFailed, call_student, passed
 from ._experiments import expect_conclusion, run_experiment
 
@@ -27,7 +28,7 @@ def check_checkpointed_flops(fn) -> None:
         got = call_student(check, fn, model, T)
         if isinstance(got, torch.Tensor) and got.numel() == 1:
             got = got.item()
-        if isinstance(got, bool) or not isinstance(got, (int, float)):
+        if not is_number(got):
             raise CheckFailed(check, f"the FLOPs should be one number, but it is {type(got).__name__}.")
         N = token_matmul_weights(model)
         all_params = sum(p.numel() for p in model.parameters())
