@@ -66,7 +66,7 @@ doctor: install
 	$(BIN)/python -m ptlm_course doctor
 
 exercises: install
-	$(BIN)/python -m ptlm_course.exercises solutions exercises
+	$(BIN)/python -m ptlm_course.machinery.exercises solutions exercises
 
 notebooks: install-dev
 	PTLM_BUDGET=full $(BIN)/python tools/execute_notebooks.py notebooks/*.ipynb

@@ -19,10 +19,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command == "doctor":
-        from .doctor import main as doctor_main
+        from .machinery.doctor import main as doctor_main
         return doctor_main(rest)
     if command == "grade":
-        from .grading import main as grade_main
+        from .machinery.grading import main as grade_main
         return grade_main(rest)
     print(f"Unknown command {command!r}: expected 'doctor' or 'grade'.\n\n{USAGE}", file=sys.stderr)
     return 2

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from ptlm_course import doctor
+from ptlm_course.machinery import doctor
 from ptlm_course.__main__ import main as cli
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ptlm_course import grading
+from ptlm_course.machinery import grading
 from ptlm_course.__main__ import main as cli
 
 pytestmark = pytest.mark.slow          # about 30 s: eight notebooks, each in its own kernel

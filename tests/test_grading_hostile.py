@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ptlm_course import grading
+from ptlm_course.machinery import grading
 from ptlm_course.__main__ import main as cli
 
 pytestmark = pytest.mark.slow          # about 25 s (process mode) + 20 s (OS isolation)
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow          # about 25 s (process mode) + 20 s (OS is
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "03_attention"
 CHECKS = ["check_biased_attention", "check_causal_mask", "check_padding_mask", "check_cached_attention_step"]
-VALIDATION = Path(grading.__file__).with_name("validation.py")
+VALIDATION = Path(grading.__file__).parents[1] / "validation.py"        # ptlm_course/validation.py
 WRONG = {   # answers of the right shapes and dtypes but wrong values: any pass is a faked one
     "def attention_with_bias": "def attention_with_bias(q, k, v, bias):\n    weights = torch.zeros(*q.shape[:-1], "
                                "k.shape[-2], dtype=q.dtype)\n    return weights @ v, weights",
@@ -136,7 +136,8 @@ def run_batch(tmp: Path, isolation: str):
     save(wrong(f"import os\nos.symlink({str(victim)!r}, {str(out / 'results.csv')!r})\n"
                f"os.symlink({str(victim)!r}, {str(out / 'results.md')!r})"), subs, "linker")
     save(wrong(detached(marker, out / "results.csv")), subs, "mallory")
-    poisoned = VALIDATION.read_text() + "\nimport torch\ntorch.allclose = lambda *a, **k: True\n"
+    # lint-clean, as test_lint may read the package while the poison is in place
+    poisoned = VALIDATION.read_text() + "\n__import__('torch').allclose = lambda *a, **k: True\n"
     save(wrong(write_over(VALIDATION, poisoned)), subs, "vera")
     if isolation == "os":                                       # a classmate's notebook is out of reach
         save(wrong("import json\nnb = json.load(open(%r))\nfor cell in nb['cells']:\n"

