@@ -1,14 +1,17 @@
 """Extractive question answering on the plays (Part 5): answer a question by pointing at a span of the context.
 
 The questions come from the text itself. A context is a few consecutive speeches of a scene written as
-``NAME: words``; the question quotes a few words of one of them and asks who says them; the answer is that
-speech's speaker name, a span of the context. Some questions quote a speech that is *not* in the context:
-they have no answer, and the model says so by pointing at [CLS] (as in SQuAD 2.0).
+``NAME: words``. Two question types:
 
-    ex = who_says_examples([load_play("hamlet")])[0]
-    # QAExample(question='Who says "stand, and unfold yourself"?', context='BERNARDO: Who's there?\\nFRANCISCO: ...',
-    #           answer='FRANCISCO', answer_start=22)
-    data = encode_qa(examples, tokenizer, max_length=64)     # ids + start/end token positions + char offsets
+- "intruder": one word of the context was swapped for a random word of the plays; "Which word does not
+  belong?" asks for that span (what a masked language model has practised: which word fits here);
+- "who_says": the question quotes a few words of one speech; the answer is its speaker's name.
+
+Some questions have no answer (nothing was swapped; the quote is from a speech outside the context), and
+the model says so by pointing at [CLS], as in SQuAD 2.0.
+
+    splits = qa_splits(tokenizer, task="intruder")           # train / validation / test on disjoint plays
+    data = encode_qa(splits["test"], tokenizer, max_length=64)   # ids, start/end positions, char offsets
     spans = best_spans(start_logits, end_logits, data["context_mask"], max_answer_length=4)
     exact_match("Francisco", "FRANCISCO"), token_f1("first witch", "witch")     # 1.0, 0.667
 """
@@ -27,9 +30,9 @@ from .data import Play
 from .validation import describe, expect_tensor, is_int
 from .wordpiece import _is_punctuation
 
-__all__ = ["QAExample", "who_says_examples", "qa_splits", "context_pieces", "encode_qa", "fits",
-           "best_spans", "span_texts", "normalize_answer", "exact_match", "token_f1", "qa_scores",
-           "qa_loss_fn", "predict_spans"]
+__all__ = ["QAExample", "who_says_examples", "intruder_examples", "TASKS", "qa_splits", "context_pieces",
+           "encode_qa", "fits", "best_spans", "span_texts", "normalize_answer", "exact_match", "token_f1", "qa_scores",
+           "qa_loss_fn", "predict_spans", "QARecipe", "fine_tune_qa", "score_qa"]
 
 
 @dataclass(frozen=True)
@@ -101,18 +104,69 @@ def who_says_examples(plays: Sequence[Play], n_speeches: int = 3, max_speech_wor
     return examples
 
 
-def qa_splits(tokenizer, max_length: int = 64, seed: int = 0, n_test: int | None = 600,
+def intruder_examples(plays: Sequence[Play], n_speeches: int = 3, max_speech_words: int = 8,
+                      no_answer: float = 0.25, seed: int = 0) -> list[QAExample]:
+    """One "Which word does not belong?" question per window of ``n_speeches`` consecutive speeches of a scene
+    (``NAME: words``, the first ``max_speech_words`` words of each). In all but a ``no_answer`` fraction of
+    them one word of the speeches (letters only, 3 or more) is swapped for a word drawn uniformly from the
+    distinct words (4 letters or more) of these plays; that intruder is the answer. In the others nothing is
+    swapped: the answer is ""."""
+    _check_window_args(plays, n_speeches, no_answer)
+    rng = random.Random(seed)
+    windows = []
+    for play in plays:
+        for scene in play.scenes:
+            speeches = [(s.speaker, _words(s.text, max_speech_words)) for s in scene.speeches]
+            windows += [speeches[w:w + n_speeches] for w in range(0, len(speeches) - n_speeches + 1, n_speeches)]
+    pool = sorted({w.lower() for window in windows for _, words in window for w in words if w.isalpha() and len(w) > 3})
+    examples = []
+    for window in windows:
+        candidates = [(i, j) for i, (_, words) in enumerate(window) for j, word in enumerate(words)
+                      if word.isalpha() and len(word) > 2]
+        if not candidates:
+            continue
+        answer, target = "", None
+        if rng.random() >= no_answer:
+            target = rng.choice(candidates)
+            original = window[target[0]][1][target[1]]
+            answer = rng.choice(pool)
+            while answer.lower() == original.lower():
+                answer = rng.choice(pool)
+        context, answer_start = "", -1
+        for i, (speaker, words) in enumerate(window):
+            context += ("\n" if context else "") + f"{speaker}: "
+            for j, word in enumerate(words):
+                if (i, j) == target:
+                    answer_start, word = len(context), answer
+                context += word + (" " if j < len(words) - 1 else "")
+        examples.append(QAExample("Which word does not belong?", context, answer, answer_start))
+    return examples
+
+
+def _check_window_args(plays, n_speeches, no_answer) -> None:
+    if isinstance(plays, Play) or not all(isinstance(p, Play) for p in plays):
+        raise TypeError(f"`plays` should be a list of Play objects, but got {describe(plays)}.")
+    if not is_int(n_speeches) or n_speeches < 1:
+        raise ValueError(f"`n_speeches` should be a positive integer, but got {describe(n_speeches)}.")
+    if not (isinstance(no_answer, (int, float)) and 0 <= no_answer < 1):
+        raise ValueError(f"`no_answer` should be a fraction in [0, 1), but got {describe(no_answer)}.")
+
+
+def qa_splits(tokenizer, task: str = "intruder", max_length: int = 64, seed: int = 0, n_test: int | None = 600,
               **kwargs) -> dict[str, list[QAExample]]:
     """The course's question-answering task on the held-out split of notebooks 06-09: ``train`` from the
     plays the course BERT was pretrained on (shuffled with ``seed``), ``validation`` from the first held-out
     play, ``test`` (``n_test`` drawn, a fixed draw; None: all) from the other held-out plays. Only examples
-    that fit in ``max_length`` tokens are kept. ``kwargs`` go to :func:`who_says_examples`."""
+    that fit in ``max_length`` tokens are kept. ``task``: "intruder" (:func:`intruder_examples`) or "who_says"
+    (:func:`who_says_examples`), which get ``kwargs``."""
     from .course_models import split_plays
 
+    if task not in TASKS:
+        raise ValueError(f"`task` should be one of {sorted(TASKS)}, but got {describe(task)}.")
     train_plays, held_out = split_plays()
 
     def make(plays, s):
-        return [ex for ex in who_says_examples(plays, seed=s, **kwargs) if fits(ex, tokenizer, max_length)]
+        return [ex for ex in TASKS[task](plays, seed=s, **kwargs) if fits(ex, tokenizer, max_length)]
 
     train = make(train_plays, 0)
     random.Random(seed).shuffle(train)
@@ -120,6 +174,9 @@ def qa_splits(tokenizer, max_length: int = 64, seed: int = 0, n_test: int | None
     if n_test is not None and n_test < len(test):
         test = random.Random(0).sample(test, n_test)
     return {"train": train, "validation": make(held_out[:1], 1), "test": test}
+
+
+TASKS = {"intruder": intruder_examples, "who_says": who_says_examples}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -328,3 +385,45 @@ def predict_spans(model, data: dict, max_answer_length: int = 4, null_threshold:
     finally:
         model.train(was_training)
     return torch.cat(spans)                                                             # (N, 2)
+
+
+@dataclass(frozen=True)
+class QARecipe:
+    """How every arm fine-tunes (Part 3's protocol): the same steps, batch and schedule; only the learning rate
+    is picked, on validation, from ``lr_grid``. A run on ``n`` examples takes ``min(steps, steps_per_example * n)``."""
+    steps: int = 300
+    steps_per_example: int = 3
+    batch_size: int = 16
+    lr_grid: tuple[float, ...] = (5e-4, 2e-3)
+    warmup_fraction: float = 0.1
+    weight_decay: float = 0.01
+    max_length: int = 64
+    max_answer_length: int = 4
+
+
+def fine_tune_qa(config, body_state: dict | None, train_data: dict, lr: float, seed: int,
+                 recipe: QARecipe = QARecipe()):
+    """A :class:`~ptlm_course.bert.BertForQuestionAnswering` trained on ``train_data`` (from :func:`encode_qa`),
+    its encoder starting from ``body_state`` (a BERT state dict) or, when None, from a random init (``seed``)."""
+    from .bert import BertForQuestionAnswering
+    from .finetuning import make_get_batch
+    from .training import TrainConfig, train
+
+    steps = min(recipe.steps, recipe.steps_per_example * len(train_data["labels"]))
+    torch.manual_seed(seed)
+    model = BertForQuestionAnswering(config)
+    if body_state is not None:
+        missing, unexpected = model.bert.load_state_dict(body_state, strict=False)
+        if missing or [k for k in unexpected if not k.startswith("pooler.")]:
+            raise ValueError(f"`body_state` should be a BERT state dict of this config; missing {missing}, "
+                             f"unexpected {unexpected}.")
+    train(model, TrainConfig(steps=steps, lr=lr, warmup_steps=round(recipe.warmup_fraction * steps),
+                             weight_decay=recipe.weight_decay, eval_batches=0, seed=seed, progress=False),
+          make_get_batch(train_data, batch_size=recipe.batch_size), qa_loss_fn)
+    return model.eval()
+
+
+def score_qa(model, data: dict, examples: Sequence[QAExample], recipe: QARecipe = QARecipe()) -> dict[str, float]:
+    """:func:`qa_scores` of the model's predicted spans on encoded ``data`` of ``examples``."""
+    spans = predict_spans(model, data, recipe.max_answer_length)
+    return qa_scores(span_texts(spans, examples, data["offsets"]), [ex.answer for ex in examples])

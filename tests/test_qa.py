@@ -8,8 +8,8 @@ import transformers
 from ptlm_course.bert import BertConfig, BertForPreTraining, BertForQuestionAnswering
 from ptlm_course.data import load_play
 from ptlm_course.finetuning import make_get_batch
-from ptlm_course.qa import (QAExample, best_spans, context_pieces, encode_qa, exact_match, fits, normalize_answer,
-                            qa_loss_fn, qa_scores, span_texts, token_f1, who_says_examples)
+from ptlm_course.qa import (QAExample, best_spans, context_pieces, encode_qa, exact_match, fits, intruder_examples,
+                            normalize_answer, qa_loss_fn, qa_scores, span_texts, token_f1, who_says_examples)
 from ptlm_course.wordpiece import WordPieceTokenizer
 
 TINY_HF = dict(vocab_size=101, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -99,6 +99,23 @@ def test_who_says_examples_quote_the_right_speech():
     for ex in unanswered:
         quote = ex.question[len('Who says "'):-len('"?')]
         assert ex.answer_start == -1 and quote.lower() not in ex.context.lower()
+
+
+def test_intruder_examples_swap_exactly_one_word():
+    play = load_play("macbeth")
+    examples = intruder_examples([play], no_answer=0.3, seed=1)
+    clean = intruder_examples([play], no_answer=0.0, seed=1)       # the same windows...
+    untouched = intruder_examples([play], no_answer=0.999, seed=1)  # ...with nothing swapped
+    assert len(examples) == len(clean) == len(untouched) > 50
+    assert 0.15 < sum(not ex.answer for ex in examples) / len(examples) < 0.45
+    for ex, original in zip(clean, untouched):
+        assert original.answer == "" and original.answer_start == -1
+        a, b = ex.context.split(" "), original.context.split(" ")
+        assert len(a) == len(b) and sum(x != y for x, y in zip(a, b)) == 1       # exactly one word differs
+        assert ex.context[ex.answer_start:ex.answer_start + len(ex.answer)] == ex.answer
+        assert ex.context[ex.answer_start - 1] == " " and ex.answer.isalpha()
+    with pytest.raises(ValueError, match="no_answer"):
+        intruder_examples([play], no_answer=1.0)
 
 
 def test_context_pieces_are_the_tokenizers_pieces_with_their_characters(tok):
