@@ -9,7 +9,8 @@ from ptlm_course.bert import BertConfig, BertForPreTraining, BertForQuestionAnsw
 from ptlm_course.data import load_play
 from ptlm_course.finetuning import make_get_batch
 from ptlm_course.qa import (QAExample, best_spans, context_pieces, encode_qa, exact_match, fits, intruder_examples,
-                            normalize_answer, qa_loss_fn, qa_scores, span_texts, token_f1, who_says_examples)
+                            normalize_answer, qa_loss_fn, qa_scores, qa_splits, span_texts, token_f1,
+                            who_says_examples)
 from ptlm_course.wordpiece import WordPieceTokenizer
 
 TINY_HF = dict(vocab_size=101, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -234,3 +235,16 @@ def test_loss_fn_reads_the_encoded_labels(tok):
     ref = (F.cross_entropy(out.start_logits, data["labels"][:, 0])
            + F.cross_entropy(out.end_logits, data["labels"][:, 1])) / 2
     assert abs(loss.item() - ref.item()) < 1e-6
+
+
+@pytest.mark.parametrize("task", ["intruder", "who_says"])
+def test_qa_splits_keep_the_held_out_plays_apart(task):
+    from ptlm_course.course_models import shakespeare_wordpiece
+    tok = shakespeare_wordpiece()
+    splits = qa_splits(tok, task=task, n_test=200)
+    assert len(splits["test"]) == 200 and len(splits["validation"]) > 50 and len(splits["train"]) > 3000
+    train_contexts = {ex.context for ex in splits["train"]}
+    assert not train_contexts & {ex.context for ex in splits["validation"] + splits["test"]}
+    assert all(fits(ex, tok, 64) for split in splits.values() for ex in split)
+    with pytest.raises(ValueError, match="task"):
+        qa_splits(tok, task="summaries")
