@@ -9,6 +9,7 @@ Shapes: ``B`` batch, ``T`` positions, ``C`` hidden size, ``V`` vocabulary size.
     NSP head    = Linear(pooled) -> (B, 2)                       "is sentence B the real next sentence?"
     classifier  = Linear(pooled, or the mean of the real tokens' hidden states) -> (B, num_labels)
     tagger      = Linear(hidden) at every position -> (B, T, num_labels)   token classification
+    span head   = Linear(hidden) -> (B, T, 2): start and end scores          extractive question answering
 
 ``from_pretrained`` loads Hugging Face BERT checkpoints (``config.json`` + ``model.safetensors`` or
 ``pytorch_model.bin``); the tests show the outputs equal ``transformers``' own to 1e-5.
@@ -23,14 +24,14 @@ import torch.nn.functional as F
 
 from .attention import padding_mask
 from .hf_checkpoint import read_hf_checkpoint
-from .outputs import BertOutput, ClassificationOutput, PreTrainingOutput
+from .outputs import BertOutput, ClassificationOutput, PreTrainingOutput, QuestionAnsweringOutput
 from .transformer import TransformerBlock
 from .validation import describe, expect_class_labels, expect_ids_in_vocab, expect_tensor, is_int
 
 __all__ = [
     "BertConfig", "BertOutput", "PreTrainingOutput", "ClassificationOutput",
     "BertEmbeddings", "BERT", "BertForPreTraining", "BertForSequenceClassification", "BertForTokenClassification",
-    "mean_pool",
+    "BertForQuestionAnswering", "QuestionAnsweringOutput", "mean_pool",
     "load_minilm",
 ]
 
@@ -371,6 +372,47 @@ class BertForTokenClassification(nn.Module):
         return _load_into(cls(config, num_labels), state, path, strict)
 
 
+class BertForQuestionAnswering(nn.Module):
+    """BERT + a linear layer giving every position two scores: "the answer starts here" and "ends here".
+
+    Input: ``[CLS] question [SEP] context [SEP]``. Targets are (B,) token positions; an unanswerable question
+    points both at [CLS] (position 0), as in SQuAD 2.0. The loss is the mean of the start and end
+    cross-entropies over all T positions, exactly as Hugging Face's ``BertForQuestionAnswering`` computes it
+    (same names, no dropout before the span layer); decoding (:func:`ptlm_course.qa.best_spans`) only ever
+    picks context tokens or [CLS].
+    """
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.config = config
+        self.bert = BERT(config, add_pooler=False)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        _init_weights(self.qa_outputs, config.initializer_range)
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None,
+                start_positions: torch.Tensor | None = None,
+                end_positions: torch.Tensor | None = None) -> QuestionAnsweringOutput:
+        """start_positions, end_positions: (B,) token positions of the answer's first and last token."""
+        hidden = self.bert(input_ids, token_type_ids, attention_mask).last_hidden_state     # (B, T, C)
+        start_logits, end_logits = self.qa_outputs(hidden).unbind(dim=-1)                   # (B, T) each
+        loss = None
+        if (start_positions is None) != (end_positions is None):
+            raise ValueError("pass both `start_positions` and `end_positions`, or neither.")
+        if start_positions is not None:
+            B, T = input_ids.shape
+            for name, positions in (("start_positions", start_positions), ("end_positions", end_positions)):
+                expect_class_labels(positions, (B,), name, T, "(B,)")
+            loss = (F.cross_entropy(start_logits, start_positions) + F.cross_entropy(end_logits, end_positions)) / 2
+        return QuestionAnsweringOutput(start_logits, end_logits, loss)
+
+    @classmethod
+    def from_pretrained(cls, path, strict: bool = True) -> "BertForQuestionAnswering":
+        """Load a Hugging Face checkpoint (a QA one, or a body with ``strict=False``); a pooler is skipped."""
+        config, state, _ = _read_checkpoint(path)
+        state = {k: v for k, v in state.items() if not _strip_prefix(k).startswith("pooler.")}
+        return _load_into(cls(config), state, path, strict)
+
+
 # --------------------------------------------------------------------------------------------------
 # Loading Hugging Face checkpoints
 # --------------------------------------------------------------------------------------------------
@@ -394,6 +436,7 @@ _HF_TOP = {
     "cls.predictions": "mlm_head",                      # the decoder's own bias: cls.predictions.bias
     "cls.seq_relationship": "nsp_head",
     "classifier": "classifier",
+    "qa_outputs": "qa_outputs",
 }
 _HF_BUFFERS = ("embeddings.position_ids",)              # not weights: recomputed, never loaded
 _HF_TIED = ("cls.predictions.decoder.weight", "cls.predictions.decoder.bias")  # copies of tied tensors
@@ -462,7 +505,7 @@ def _load_into(model: nn.Module, hf_state: dict[str, torch.Tensor], path, strict
 
 def _belongs_to_other_head(hf_name: str, our_name: str | None) -> bool:
     """Weights that a BERT model with a different head would use: skipped, not 'unexpected'."""
-    return our_name is not None or _strip_prefix(hf_name).startswith(("cls.", "classifier."))
+    return our_name is not None or _strip_prefix(hf_name).startswith(("cls.", "classifier.", "qa_outputs."))
 
 
 def _check_tied_copy(hf_name: str, tensor: torch.Tensor, hf_state: dict[str, torch.Tensor]) -> None:

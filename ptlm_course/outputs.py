@@ -5,7 +5,8 @@ from typing import NamedTuple
 
 import torch
 
-__all__ = ["BertOutput", "PreTrainingOutput", "ClassificationOutput", "Seq2SeqOutput"]
+__all__ = ["BertOutput", "PreTrainingOutput", "ClassificationOutput", "QuestionAnsweringOutput",
+           "Seq2SeqOutput"]
 
 
 class BertOutput(NamedTuple):
@@ -22,6 +23,12 @@ class PreTrainingOutput(NamedTuple):
 class ClassificationOutput(NamedTuple):
     logits: torch.Tensor                   # (B, num_labels); (B, T, num_labels) for token classification
     loss: torch.Tensor | None              # scalar, when labels were given
+
+
+class QuestionAnsweringOutput(NamedTuple):
+    start_logits: torch.Tensor             # (B, T) score of each position as the answer's first token
+    end_logits: torch.Tensor               # (B, T) score of each position as the answer's last token
+    loss: torch.Tensor | None              # scalar, when start and end positions were given
 
 
 class Seq2SeqOutput(NamedTuple):

@@ -14,7 +14,8 @@ import sys
 from ptlm_course.checks import CheckFailed
 
 MODULES = ["tokenization", "attention", "multihead", "transformer", "sampling", "pretraining", "finetuning",
-           "gpt", "embeddings", "speed", "distributed", "gpt_finetuning", "adaptation", "comparison", "pretrained"]
+           "gpt", "embeddings", "speed", "distributed", "gpt_finetuning", "adaptation", "comparison", "pretrained",
+           "qa"]
 
 
 def find_check(name: str):
