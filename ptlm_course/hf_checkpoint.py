@@ -1,4 +1,4 @@
-"""Reading a Hugging Face checkpoint directory (shared by ``gpt.py`` and ``bert.py``)."""
+"""Reading a Hugging Face checkpoint directory (shared by ``gpt.py``, ``bert.py`` and ``bart.py``)."""
 from __future__ import annotations
 
 import json

@@ -95,22 +95,3 @@ def test_exercise_says_run_all_stops_at_the_first_failing_check(path):
     nb = nbformat.read(path, as_version=4)
     intro = next(c for c in nb.cells if c.cell_type == "markdown")
     assert "Run All stops at the first check that fails, by design" in intro.source
-
-
-def test_old_module_path_is_a_deprecated_alias(monkeypatch, capsys):
-    """`python -m ptlm_course.exercises` (the path before machinery/) still works, and says what to use."""
-    import runpy
-    import sys
-    import warnings
-
-    from ptlm_course import exercises as alias
-    from ptlm_course.machinery import exercises
-
-    assert alias.generate is exercises.generate and alias.main is exercises.main
-    monkeypatch.setattr(sys, "argv", ["exercises", str(ROOT / "solutions"), str(ROOT / "exercises"), "--check"])
-    with pytest.raises(SystemExit) as stop, warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)      # "found in sys.modules": it was imported above
-        runpy.run_module("ptlm_course.exercises", run_name="__main__")
-    captured = capsys.readouterr()
-    assert "use `python -m ptlm_course.machinery.exercises`" in captured.err
-    assert stop.value.code == 0 and "Would update: nothing" in captured.out
