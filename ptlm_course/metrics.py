@@ -1,11 +1,14 @@
 """Numbers to judge a language model by: perplexity, masked-LM accuracy, and for classifiers accuracy,
-the confusion matrix, precision, recall and F1 (scikit-learn's definitions; 0/0 counts as 0.0).
+the confusion matrix, precision, recall and F1 (scikit-learn's definitions; 0/0 counts as 0.0); for generated
+text chrF (sacreBLEU's definition), and for BIO tagging entity-level F1 (conlleval's).
 
 Shapes: ``B`` batch, ``T`` positions, ``V`` vocabulary size, ``K`` number of classes, ``N`` examples.
 """
 from __future__ import annotations
 
 import math
+from collections import Counter
+from collections.abc import Sequence
 
 import torch
 
@@ -13,7 +16,7 @@ from .validation import describe, expect_floating, expect_tensor, is_int, is_num
 
 __all__ = [
     "perplexity", "masked_accuracy", "accuracy", "confusion_matrix", "precision_recall_f1",
-    "classification_report", "format_report", "plot_confusion_matrix",
+    "classification_report", "format_report", "plot_confusion_matrix", "chrf", "bio_spans", "entity_f1",
 ]
 
 
@@ -212,3 +215,76 @@ def plot_confusion_matrix(cm, class_names=None, ax=None, normalize: bool = False
             ax.text(j, i, text, ha="center", va="center",
                     color="white" if values[i, j] > threshold else "black")
     return ax
+
+
+# --------------------------------------------------------------------------------------------------
+# Text generation: chrF
+# --------------------------------------------------------------------------------------------------
+
+def _char_ngrams(text: str, n: int) -> Counter:
+    text = "".join(text.split())                                   # chrF ignores whitespace
+    return Counter(text[i:i + n] for i in range(len(text) - n + 1))
+
+
+def chrf(hypotheses: Sequence[str], references: Sequence[str], char_order: int = 6, beta: float = 2.0) -> float:
+    """chrF (Popović, 2015) of a corpus, in [0, 100], as sacreBLEU computes it by default: character n-grams
+    of orders 1..``char_order`` (whitespace removed), counts summed over the corpus, precision and recall averaged
+    over the orders both sides have, then the F-score that weighs recall ``beta`` times as much as precision."""
+    if isinstance(hypotheses, str) or isinstance(references, str):
+        raise TypeError("`hypotheses` and `references` should be lists of strings (one per example), not one string.")
+    if len(hypotheses) != len(references) or not all(isinstance(t, str) for t in [*hypotheses, *references]):
+        raise ValueError(f"Expected two lists of strings of the same length, but got {len(hypotheses)} hypotheses "
+                         f"and {len(references)} references.")
+    if not is_int(char_order) or char_order < 1:
+        raise ValueError(f"`char_order` should be an integer >= 1, but got {describe(char_order)}.")
+    stats = [[0, 0, 0] for _ in range(char_order)]                  # per order: hypothesis, reference, matching
+    for hyp, ref in zip(hypotheses, references):
+        for n in range(1, char_order + 1):
+            h, r = _char_ngrams(hyp, n), _char_ngrams(ref, n)
+            stats[n - 1][0] += sum(h.values())
+            stats[n - 1][1] += sum(r.values())
+            stats[n - 1][2] += sum((h & r).values())
+    orders = [(m / h, m / r) for h, r, m in stats if h > 0 and r > 0]
+    if not orders:
+        return 0.0
+    precision = sum(p for p, _ in orders) / len(orders)
+    recall = sum(r for _, r in orders) / len(orders)
+    if precision + recall == 0:
+        return 0.0
+    return 100 * (1 + beta ** 2) * precision * recall / (beta ** 2 * precision + recall)
+
+
+# --------------------------------------------------------------------------------------------------
+# Token tagging: entity-level F1
+# --------------------------------------------------------------------------------------------------
+
+def bio_spans(tags: Sequence[str]) -> set[tuple[str, int, int]]:
+    """The entities of a BIO tag sequence as (type, first, last) positions, read as conlleval and seqeval do:
+    ``B-X`` starts an entity, ``I-X`` continues one of type X (and starts one after ``O`` or another type)."""
+    spans, start, kind = set(), None, None
+    for i, tag in enumerate([*tags, "O"]):                          # the extra "O" closes a last entity
+        if not isinstance(tag, str) or not (tag == "O" or tag[:2] in ("B-", "I-")):
+            raise ValueError(f"Tags should be 'O', 'B-TYPE' or 'I-TYPE', but tag {i} is {describe(tag)}.")
+        continues = tag.startswith("I-") and kind == tag[2:]
+        if kind is not None and not continues:
+            spans.add((kind, start, i - 1))
+            kind = None
+        if tag != "O" and not continues:
+            start, kind = i, tag[2:]
+    return spans
+
+
+def entity_f1(predicted: Sequence[Sequence[str]], gold: Sequence[Sequence[str]]) -> dict[str, float]:
+    """Entity-level precision, recall and F1 (micro, exact type and boundaries) over sentences of BIO tags."""
+    if len(predicted) != len(gold):
+        raise ValueError(f"Expected as many predicted as gold sentences, but got {len(predicted)} and {len(gold)}.")
+    found = correct = wanted = 0
+    for i, (p, g) in enumerate(zip(predicted, gold)):
+        if len(p) != len(g):
+            raise ValueError(f"Sentence {i} has {len(p)} predicted tags but {len(g)} gold tags.")
+        p_spans, g_spans = bio_spans(p), bio_spans(g)
+        found, wanted, correct = found + len(p_spans), wanted + len(g_spans), correct + len(p_spans & g_spans)
+    precision = correct / found if found else 0.0
+    recall = correct / wanted if wanted else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1}
