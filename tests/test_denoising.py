@@ -57,7 +57,7 @@ def test_span_corruption_mean_span_length_and_seed():
 
 def test_text_infilling_hides_about_the_ratio_in_poisson_spans():
     ids = list(range(200))
-    hidden, masks, lengths = 0, 0, []
+    hidden, masks = 0, 0
     for seed in range(40):
         noised, target = text_infilling(ids, MASK, 0.3, 3.0, gen(seed))
         assert target == ids
