@@ -26,9 +26,11 @@ from typing import Sequence
 
 import torch
 
+from .bert import BertForQuestionAnswering
 from .data import Play
+from .transfer import fine_tune_head
 from .validation import describe, expect_tensor, is_int
-from .wordpiece import _is_punctuation
+from .wordpiece import is_punctuation
 
 __all__ = ["QAExample", "who_says_examples", "intruder_examples", "TASKS", "qa_splits", "context_pieces",
            "encode_qa", "fits", "best_spans", "span_texts", "normalize_answer", "exact_match", "token_f1", "qa_scores",
@@ -188,11 +190,11 @@ def context_pieces(context: str, tokenizer) -> tuple[list[str], list[tuple[int, 
     mark it came from: the same pieces as ``tokenizer.tokenize(context)``, found word by word."""
     spans, start = [], None
     for i, c in enumerate(context + " "):
-        if c.isspace() or _is_punctuation(c):
+        if c.isspace() or is_punctuation(c):
             if start is not None:
                 spans.append((start, i))
                 start = None
-            if _is_punctuation(c):
+            if is_punctuation(c):
                 spans.append((i, i + 1))
         elif start is None:
             start = i
@@ -405,22 +407,8 @@ def fine_tune_qa(config, body_state: dict | None, train_data: dict, lr: float, s
                  recipe: QARecipe = QARecipe()):
     """A :class:`~ptlm_course.bert.BertForQuestionAnswering` trained on ``train_data`` (from :func:`encode_qa`),
     its encoder starting from ``body_state`` (a BERT state dict) or, when None, from a random init (``seed``)."""
-    from .bert import BertForQuestionAnswering
-    from .finetuning import make_get_batch
-    from .training import TrainConfig, train
-
-    steps = min(recipe.steps, recipe.steps_per_example * len(train_data["labels"]))
-    torch.manual_seed(seed)
-    model = BertForQuestionAnswering(config)
-    if body_state is not None:
-        missing, unexpected = model.bert.load_state_dict(body_state, strict=False)
-        if missing or [k for k in unexpected if not k.startswith("pooler.")]:
-            raise ValueError(f"`body_state` should be a BERT state dict of this config; missing {missing}, "
-                             f"unexpected {unexpected}.")
-    train(model, TrainConfig(steps=steps, lr=lr, warmup_steps=round(recipe.warmup_fraction * steps),
-                             weight_decay=recipe.weight_decay, eval_batches=0, seed=seed, progress=False),
-          make_get_batch(train_data, batch_size=recipe.batch_size), qa_loss_fn)
-    return model.eval()
+    return fine_tune_head(lambda: BertForQuestionAnswering(config), body_state, train_data, lr, seed, recipe,
+                          qa_loss_fn)
 
 
 def score_qa(model, data: dict, examples: Sequence[QAExample], recipe: QARecipe = QARecipe()) -> dict[str, float]:

@@ -19,9 +19,10 @@ import itertools
 import math
 import random
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
+import torch.nn as nn
 
 from .bert import BertConfig, BertForTokenClassification
 from .finetuning import (classification_loss_fn, encode_tagged, make_get_batch, predict, predict_tags,
@@ -30,7 +31,7 @@ from .punctuation import LABELS, mark_f1
 from .training import TrainConfig, train
 from .validation import describe
 
-__all__ = ["TaggerRecipe", "fine_tune_tagger", "score_tagger", "label_budget_curve", "summarise",
+__all__ = ["TaggerRecipe", "fine_tune_head", "fine_tune_tagger", "score_tagger", "label_budget_curve", "summarise",
            "ClassifierRecipe", "fine_tune_classifier", "classifier_accuracy", "compare_seeds", "permutation_p",
            "mcnemar_p"]
 
@@ -50,13 +51,14 @@ class TaggerRecipe:
     max_length: int = 64
 
 
-def fine_tune_tagger(config: BertConfig, body_state: dict | None, train_data: dict, lr: float, seed: int,
-                     recipe: TaggerRecipe = TaggerRecipe()) -> BertForTokenClassification:
-    """A :class:`BertForTokenClassification` trained on ``train_data`` (from ``encode_tagged``), starting
-    from ``body_state`` (a BERT state dict; None = random init, seeded by ``seed``)."""
+def fine_tune_head(build: Callable[[], nn.Module], body_state: dict | None, train_data: dict, lr: float,
+                   seed: int, recipe, loss_fn: Callable) -> nn.Module:
+    """``build()`` (a BERT with a task head, made after seeding with ``seed``), its encoder ``model.bert`` loaded
+    from ``body_state`` (None = the random init), trained on ``train_data`` by ``recipe``'s steps, batch and
+    schedule with ``loss_fn``; returned in eval mode. Shared by every arm of every fair comparison."""
     steps = min(recipe.steps, recipe.steps_per_example * len(train_data["labels"]))
     torch.manual_seed(seed)
-    model = BertForTokenClassification(config, num_labels=len(LABELS))
+    model = build()
     if body_state is not None:
         missing, unexpected = model.bert.load_state_dict(body_state, strict=False)
         if missing or [k for k in unexpected if not k.startswith("pooler.")]:
@@ -64,8 +66,16 @@ def fine_tune_tagger(config: BertConfig, body_state: dict | None, train_data: di
                              f"unexpected {unexpected}.")
     train(model, TrainConfig(steps=steps, lr=lr, warmup_steps=round(recipe.warmup_fraction * steps),
                              weight_decay=recipe.weight_decay, eval_batches=0, seed=seed, progress=False),
-          make_get_batch(train_data, batch_size=recipe.batch_size), token_classification_loss_fn)
+          make_get_batch(train_data, batch_size=recipe.batch_size), loss_fn)
     return model.eval()
+
+
+def fine_tune_tagger(config: BertConfig, body_state: dict | None, train_data: dict, lr: float, seed: int,
+                     recipe: TaggerRecipe = TaggerRecipe()) -> BertForTokenClassification:
+    """A :class:`BertForTokenClassification` trained on ``train_data`` (from ``encode_tagged``), starting
+    from ``body_state`` (a BERT state dict; None = random init, seeded by ``seed``)."""
+    return fine_tune_head(lambda: BertForTokenClassification(config, num_labels=len(LABELS)), body_state,
+                          train_data, lr, seed, recipe, token_classification_loss_fn)
 
 
 def score_tagger(model: BertForTokenClassification, data: dict) -> float:

@@ -49,7 +49,7 @@ def _is_control(c: str) -> bool:
     return c not in "\t\n\r" and unicodedata.category(c) in ("Cc", "Cf", "Co", "Cs")
 
 
-def _is_punctuation(c: str) -> bool:
+def is_punctuation(c: str) -> bool:
     """ASCII symbols like ``$ + ^ `` count as punctuation too, not only Unicode's P* categories."""
     code = ord(c)
     if 33 <= code <= 47 or 58 <= code <= 64 or 91 <= code <= 96 or 123 <= code <= 126:
@@ -82,7 +82,7 @@ def pre_tokenize(text: str) -> list[str]:
     for chunk in text.split():
         current = ""
         for c in chunk:
-            if _is_punctuation(c):
+            if is_punctuation(c):
                 if current:
                     words.append(current)
                 words.append(c)
@@ -351,7 +351,7 @@ def train_wordpiece_vocab(texts, vocab_size: int, min_frequency: int = 2, lowerc
     chars = sorted(set(normalize(alphabet, lowercase).replace(" ", "")) | {c for w in word_counts for c in w})
     vocab = list(SPECIAL_TOKENS)
     vocab += [c for c in chars]
-    vocab += ["##" + c for c in chars if not _is_punctuation(c)]
+    vocab += ["##" + c for c in chars if not is_punctuation(c)]
     if len(vocab) > vocab_size:
         raise ValueError(f"`vocab_size` = {vocab_size} is too small: the special tokens and the characters alone "
                          f"need {len(vocab)} entries.")
