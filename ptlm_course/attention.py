@@ -122,14 +122,23 @@ def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
     B, T, C = x.shape
     if C % n_heads:
         raise ValueError(f"The width C = {C} should be divisible by n_heads = {n_heads}, but it is not.")
+    return _split_heads(x, n_heads)
+
+
+def _split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+    B, T, C = x.shape
     return x.view(B, T, n_heads, C // n_heads).transpose(1, 2)   # (B, H, T, C/H)
 
 
 def merge_heads(x: torch.Tensor) -> torch.Tensor:
     """(B, H, T, d) -> (B, T, H*d): the inverse of :func:`split_heads`."""
     expect_tensor(x, "x", 4, "(B, H, T, d)")
+    return _merge_heads(x)
+
+
+def _merge_heads(x: torch.Tensor) -> torch.Tensor:
     B, H, T, d = x.shape
-    return x.transpose(1, 2).reshape(B, T, H * d)
+    return x.transpose(1, 2).reshape(B, T, H * d)                # (B, T, H*d)
 
 
 class MultiHeadAttention(nn.Module):
@@ -199,9 +208,9 @@ class MultiHeadAttention(nn.Module):
                 allowed = torch.cat([allowed.new_ones(T, past), allowed], dim=1)   # (T, S_past + T)
             mask = allowed if mask is None else mask & allowed
 
-        q = split_heads(self.q_proj(x), self.n_heads)          # (B, H, T, d)
-        k = split_heads(self.k_proj(context), self.n_heads)    # (B, H, S, d)
-        v = split_heads(self.v_proj(context), self.n_heads)    # (B, H, S, d)
+        q = _split_heads(self.q_proj(x), self.n_heads)         # (B, H, T, d)
+        k = _split_heads(self.k_proj(context), self.n_heads)   # (B, H, S, d)
+        v = _split_heads(self.v_proj(context), self.n_heads)   # (B, H, S, d)
         if kv_cache is not None:
             k, v = kv_cache.append(k, v)                       # (B, H, S_past + S, d)
         dropout_p = self.dropout if self.training else 0.0
@@ -210,7 +219,7 @@ class MultiHeadAttention(nn.Module):
                                                         dropout_p=dropout_p, is_causal=only_causal), None
         else:
             y, weights = _attention(q, k, v, mask, dropout_p, None)   # (B, H, T, d), (B, H, T, S)
-        return self.out_proj(merge_heads(y)), weights          # (B, T, C), (B, H, T, S)
+        return self.out_proj(_merge_heads(y)), weights         # (B, T, C), (B, H, T, S)
 
     def _check_inputs(self, x, context) -> None:
         expect_tensor(x, "x", 3, "(B, T, C)")
