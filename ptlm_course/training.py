@@ -453,7 +453,7 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 # Settings that do not change what a run computes: a run may resume with other values of these.
-RESUME_ANYWHERE = ("progress", "checkpoint_path", "checkpoint_every", "device")
+RESUME_ANYWHERE = ("progress", "checkpoint_path", "checkpoint_every", "device", "fused_attention")   # rounding only
 
 
 def _config_dict(config: TrainConfig) -> dict:
