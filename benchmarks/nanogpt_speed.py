@@ -10,12 +10,13 @@ round, the order reversed every round, the same batch for all), and the median s
                 makes q, k and v at once, PyTorch's F.scaled_dot_product_attention with is_causal=True, a
                 4x GELU MLP, the output head tied to the token embedding; AdamW as its configure_optimizers
                 makes it (decay on the weight matrices only, PyTorch's fused kernel on CUDA only)
-    notebooks   ptlm_course.gpt.GPT as the notebooks train it: training.train runs the attention on
-                PyTorch's kernel (TrainConfig.fused_attention) and training.make_optimizer's AdamW
-    readable    the same model with the readable attention of the lessons (it builds the (B, H, T, T)
-                weights): what the notebooks trained with before, and what a plain call to the model runs
-    same_adamw  as notebooks, but with the reference's optimizer: the models alone compared
-    exact_gelu  as notebooks, with nanoGPT's exact GELU in place of GPT-2's tanh approximation (which our GPT
+    notebooks   ptlm_course.gpt.GPT as the notebooks train it (training.train's defaults): the readable
+                attention of the lessons (it builds the (B, H, T, T) weights) and make_optimizer's AdamW
+                (plain on the CPU, fused on CUDA)
+    fast        train's fast path, TrainConfig(fused_attention=True, fused_adamw=True): PyTorch's attention
+                kernel and its fused AdamW, also on the CPU (the same results up to float rounding)
+    same_adamw  the fast path's model with the reference's optimizer: the models alone compared
+    exact_gelu  as fast, with nanoGPT's exact GELU in place of GPT-2's tanh approximation (which our GPT
                 uses so that it loads GPT-2's weights exactly): not the course's model, but it shows what the
                 activation function costs
 
@@ -112,15 +113,15 @@ def build_models(bias: bool = True, device: str = "cpu") -> dict[str, nn.Module]
                        n_head=r["n_head"], n_embd=r["n_embd"], dropout=0.0, bias=bias)
     ours = {name: GPT(config) for name in ARMS}
     for name, model in ours.items():
-        model.load_state_dict(ours["readable"].state_dict())
-        use_fused_attention(model, fused=name != "readable")                # as training.train does
+        model.load_state_dict(ours["notebooks"].state_dict())
+        use_fused_attention(model, fused=name != "notebooks")               # as training.train does
     for module in ours["exact_gelu"].modules():
         if isinstance(module, nn.GELU):
             module.approximate = "none"                                       # nanoGPT's nn.GELU()
     return {name: m.to(device).train() for name, m in (("reference", reference), *ours.items())}
 
 
-ARMS = ("notebooks", "readable", "same_adamw", "exact_gelu")
+ARMS = ("notebooks", "fast", "same_adamw", "exact_gelu")
 
 
 def nanogpt_adamw(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
@@ -132,9 +133,11 @@ def nanogpt_adamw(model: nn.Module, lr: float, weight_decay: float) -> torch.opt
 
 
 def make_optimizers(models: dict[str, nn.Module], lr: float = 1e-3, weight_decay: float = 0.1) -> dict:
-    """The reference and same_adamw get nanoGPT's AdamW; the others the course's (training.make_optimizer)."""
+    """The reference and same_adamw get nanoGPT's AdamW; the others the course's (training.make_optimizer),
+    fused on the fast arms as TrainConfig(fused_adamw=True) makes it."""
     return {name: nanogpt_adamw(m, lr, weight_decay) if name in ("reference", "same_adamw")
-            else make_optimizer(m, lr, weight_decay, betas=(0.9, 0.99)) for name, m in models.items()}
+            else make_optimizer(m, lr, weight_decay, betas=(0.9, 0.99), fused=True if name != "notebooks" else None)
+            for name, m in models.items()}
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> float:

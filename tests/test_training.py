@@ -95,10 +95,10 @@ def test_make_optimizer_builds_adamw_with_both_groups(corpus):
         make_optimizer(nn.Linear(2, 2), lr=0)
 
 
-def test_make_optimizer_uses_the_fused_kernel_on_the_cpu_and_matches_the_plain_one(corpus):
+def test_make_optimizer_fuses_on_request_on_the_cpu_and_matches_the_plain_one(corpus):
     models = [tiny_gpt(corpus[0], dropout=0.0) for _ in range(2)]
-    fused, plain = make_optimizer(models[0], lr=1e-2), make_optimizer(models[1], lr=1e-2, fused=False)
-    assert fused.defaults["fused"] is True and not plain.defaults["fused"]
+    fused, plain = make_optimizer(models[0], lr=1e-2, fused=True), make_optimizer(models[1], lr=1e-2)
+    assert fused.defaults["fused"] is True and not plain.defaults["fused"]      # default on the CPU: plain
     x = torch.randint(corpus[0], (2, T))
     for model, opt in zip(models, (fused, plain)):
         for _ in range(3):
@@ -128,6 +128,9 @@ def test_train_runs_the_attention_fused_and_gives_each_layer_its_setting_back(co
     assert losses[True] == pytest.approx(losses[False], abs=1e-5)   # the kernel changes only the rounding
     with pytest.raises(ValueError, match="TrainConfig.fused_attention should be True or False, but got str"):
         quiet(steps=1, fused_attention="yes")
+    with pytest.raises(ValueError, match="TrainConfig.fused_adamw should be None, True or False, but got int"):
+        quiet(steps=1, fused_adamw=1)
+    assert not TrainConfig(steps=1).fused_attention and TrainConfig(steps=1).fused_adamw is None   # off by default
 
 
 def test_warmup_cosine_at_key_steps():
