@@ -1,23 +1,29 @@
 """Our GPT against a nanoGPT-style reference: one training step (forward, backward, AdamW), side by side.
 
-    python benchmarks/nanogpt_speed.py [--repeats 60] [--warmup 5] [--threads 1] [--device cpu] [--no-bias]
+    python benchmarks/nanogpt_speed.py [--repeats 100] [--warmup 5] [--threads 1] [--device cpu] [--no-bias]
 
 The setting is nanoGPT's CPU recipe for Shakespeare characters: 4 layers, 4 heads, 128 wide, context 64,
-batch 12, vocabulary 65, no dropout, AdamW. Four models train in one process, in turns (one step each per
-round, the same batch for all), and the median step time of each is kept:
+batch 12, vocabulary 65, no dropout, AdamW. The models train in one process, in turns (one step each per
+round, the order reversed every round, the same batch for all), and the median step time of each is kept:
 
     reference   the GPT nanoGPT's model.py describes, written for this file: pre-LN blocks, one Linear that
                 makes q, k and v at once, PyTorch's F.scaled_dot_product_attention with is_causal=True, a
-                4x GELU MLP, the output head tied to the token embedding
-    readable    ptlm_course.gpt.GPT as the notebooks train it (our readable attention)
-    fused       the same model after ptlm_course.attention.use_fused_attention (PyTorch's attention kernel)
-    fused_exact_gelu  fused, with nanoGPT's exact GELU in place of GPT-2's tanh approximation (which our GPT
-                uses so that it loads GPT-2's weights exactly): not the course's model, but it shows how much
-                of the gap is the activation function
+                4x GELU MLP, the output head tied to the token embedding; AdamW as its configure_optimizers
+                makes it (decay on the weight matrices only, PyTorch's fused kernel on CUDA only)
+    notebooks   ptlm_course.gpt.GPT as the notebooks train it (training.train's defaults): the readable
+                attention of the lessons (it builds the (B, H, T, T) weights) and make_optimizer's AdamW
+                (plain on the CPU, fused on CUDA)
+    fast        train's fast path, TrainConfig(fused_attention=True, fused_adamw=True): PyTorch's attention
+                kernel and its fused AdamW, also on the CPU (the same results up to float rounding)
+    same_adamw  the fast path's model with the reference's optimizer: the models alone compared
+    exact_gelu  as fast, with nanoGPT's exact GELU in place of GPT-2's tanh approximation (which our GPT
+                uses so that it loads GPT-2's weights exactly): not the course's model, but it shows what the
+                activation function costs
 
-It prints each median and the ratio reference / ours: above 1.0 our step is faster. Both models have the same
-parameter count; biases are on in both (as in GPTConfig; ``--no-bias`` drops them in both, as nanoGPT's
-train.py does by default).
+It prints each median step time and, for each of ours, the median over the rounds of reference step / our
+step (both from the same round): above 1.0 our step is faster. All the models have the
+same parameter count; biases are on in all (as in GPTConfig; ``--no-bias`` drops them, as nanoGPT's train.py
+does by default).
 """
 from __future__ import annotations
 
@@ -31,6 +37,7 @@ import torch.nn.functional as F
 
 from ptlm_course.attention import use_fused_attention
 from ptlm_course.gpt import GPT, GPTConfig
+from ptlm_course.training import make_optimizer
 
 RECIPE = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, vocab_size=65)
 
@@ -104,16 +111,33 @@ def build_models(bias: bool = True, device: str = "cpu") -> dict[str, nn.Module]
     reference = RefGPT(r["vocab_size"], r["block_size"], r["n_layer"], r["n_head"], r["n_embd"], bias)
     config = GPTConfig(vocab_size=r["vocab_size"], block_size=r["block_size"], n_layer=r["n_layer"],
                        n_head=r["n_head"], n_embd=r["n_embd"], dropout=0.0, bias=bias)
-    readable, fused, fused_exact_gelu = GPT(config), GPT(config), GPT(config)
-    for model in (fused, fused_exact_gelu):
-        model.load_state_dict(readable.state_dict())
-        use_fused_attention(model)
-    for module in fused_exact_gelu.modules():
+    ours = {name: GPT(config) for name in ARMS}
+    for name, model in ours.items():
+        model.load_state_dict(ours["notebooks"].state_dict())
+        use_fused_attention(model, fused=name != "notebooks")               # as training.train does
+    for module in ours["exact_gelu"].modules():
         if isinstance(module, nn.GELU):
             module.approximate = "none"                                       # nanoGPT's nn.GELU()
-    return {name: m.to(device).train() for name, m in
-            (("reference", reference), ("readable", readable), ("fused", fused),
-             ("fused_exact_gelu", fused_exact_gelu))}
+    return {name: m.to(device).train() for name, m in (("reference", reference), *ours.items())}
+
+
+ARMS = ("notebooks", "fast", "same_adamw", "exact_gelu")
+
+
+def nanogpt_adamw(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW as nanoGPT's configure_optimizers builds it: decay on tensors of 2+ dims, fused on CUDA only."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.99), fused=params[0].is_cuda)
+
+
+def make_optimizers(models: dict[str, nn.Module], lr: float = 1e-3, weight_decay: float = 0.1) -> dict:
+    """The reference and same_adamw get nanoGPT's AdamW; the others the course's (training.make_optimizer),
+    fused on the fast arms as TrainConfig(fused_adamw=True) makes it."""
+    return {name: nanogpt_adamw(m, lr, weight_decay) if name in ("reference", "same_adamw")
+            else make_optimizer(m, lr, weight_decay, betas=(0.9, 0.99), fused=True if name != "notebooks" else None)
+            for name, m in models.items()}
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -130,10 +154,13 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tens
     return time.perf_counter() - started
 
 
-def measure(repeats: int = 60, warmup: int = 5, bias: bool = True, device: str = "cpu") -> dict[str, float]:
-    """Median seconds per training step of each model, the models taking turns every step."""
+def measure(repeats: int = 100, warmup: int = 5, bias: bool = True,
+            device: str = "cpu") -> tuple[dict[str, float], dict[str, float]]:
+    """The median seconds per training step of each model, the models taking turns every step; and for each of
+    ours the median over the rounds of reference step / our step in the same round (load that comes and goes
+    on a shared machine slows both steps of a round alike, so the ratio of a round is steadier)."""
     models = build_models(bias, device)
-    optimizers = {name: torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=0.1) for name, m in models.items()}
+    optimizers = make_optimizers(models)
     generator = torch.Generator().manual_seed(0)
     times: dict[str, list[float]] = {name: [] for name in models}
     r = RECIPE
@@ -145,29 +172,30 @@ def measure(repeats: int = 60, warmup: int = 5, bias: bool = True, device: str =
             seconds = train_step(models[name], optimizers[name], x, y)
             if step >= warmup:
                 times[name].append(seconds)
-    return {name: statistics.median(t) for name, t in times.items()}
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    ratios = {name: statistics.median(r / o for r, o in zip(times["reference"], t))
+              for name, t in times.items() if name != "reference"}
+    return medians, ratios
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=60)
+    parser.add_argument("--repeats", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch threads on the CPU (1 is steadiest)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-bias", dest="bias", action="store_false")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    medians = measure(args.repeats, args.warmup, args.bias, args.device)
+    medians, ratios = measure(args.repeats, args.warmup, args.bias, args.device)
     r = RECIPE
     print(f"nanoGPT CPU recipe: L={r['n_layer']} H={r['n_head']} C={r['n_embd']} T={r['block_size']} "
           f"B={r['batch_size']} V={r['vocab_size']}, bias={args.bias}, {args.device}, {args.threads} thread(s), "
-          f"torch {torch.__version__}; median of {args.repeats} steps")
-    ratios = {}
+          f"torch {torch.__version__}; {args.repeats} rounds")
+    print(f"  {'model':12s} {'median step':>12s}   reference / ours: median of the rounds' ratios")
     for name, seconds in medians.items():
-        ratio = medians["reference"] / seconds
-        if name != "reference":
-            ratios[name] = ratio
-        print(f"  {name:16s} {seconds * 1e3:7.2f} ms/step   reference / ours = {ratio:.2f}x")
+        ratio = f"{ratios[name]:.3f}x" if name in ratios else "-"
+        print(f"  {name:12s} {seconds * 1e3:9.2f} ms   {ratio}")
     return ratios
 
 

@@ -16,7 +16,7 @@ from .validation import describe, expect_floating, expect_module_dtype, expect_p
 
 __all__ = [
     "scaled_dot_product_attention", "causal_mask", "padding_mask",
-    "split_heads", "merge_heads", "MultiHeadAttention", "KVCache", "use_fused_attention",
+    "split_heads", "merge_heads", "MultiHeadAttention", "KVCache", "use_fused_attention", "check_mask",
 ]
 
 
@@ -37,10 +37,15 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     _check_qkv(q, k, v)
     scores_shape = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2]) + (q.shape[-2], k.shape[-2])
     if mask is not None:
-        _check_mask(mask, scores_shape)
+        check_mask(mask, scores_shape)
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"`dropout_p` should be a probability in [0, 1), but got {describe(dropout_p)}.")
+    return _attention(q, k, v, mask, dropout_p, scale)
 
+
+def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, dropout_p: float,
+               scale: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`scaled_dot_product_attention` without its input checks (for callers that checked already)."""
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     scores = (q @ k.transpose(-2, -1)) * scale           # (..., T_q, T_k)
     if mask is not None:
@@ -117,14 +122,23 @@ def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
     B, T, C = x.shape
     if C % n_heads:
         raise ValueError(f"The width C = {C} should be divisible by n_heads = {n_heads}, but it is not.")
+    return _split_heads(x, n_heads)
+
+
+def _split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+    B, T, C = x.shape
     return x.view(B, T, n_heads, C // n_heads).transpose(1, 2)   # (B, H, T, C/H)
 
 
 def merge_heads(x: torch.Tensor) -> torch.Tensor:
     """(B, H, T, d) -> (B, T, H*d): the inverse of :func:`split_heads`."""
     expect_tensor(x, "x", 4, "(B, H, T, d)")
+    return _merge_heads(x)
+
+
+def _merge_heads(x: torch.Tensor) -> torch.Tensor:
     B, H, T, d = x.shape
-    return x.transpose(1, 2).reshape(B, T, H * d)
+    return x.transpose(1, 2).reshape(B, T, H * d)                # (B, T, H*d)
 
 
 class MultiHeadAttention(nn.Module):
@@ -139,7 +153,14 @@ class MultiHeadAttention(nn.Module):
     ``fused=True`` (or setting ``module.fused = True`` later, e.g. with :func:`use_fused_attention`)
     calls PyTorch's ``F.scaled_dot_product_attention`` instead of our readable function: same outputs,
     faster, but the weights are never materialised, so ``forward`` returns ``None`` for them.
+
+    ``check_inputs``: whether ``forward`` checks ``x``, ``context`` and ``mask`` (types, shapes, dtypes) and
+    raises a clear error. True for a layer called on its own; a model that checks its inputs where they enter
+    (a :class:`~ptlm_course.transformer.TransformerBlock`, GPT, BERT) sets it to False in its layers, so the
+    checks run once per call of the model, not once per layer.
     """
+
+    check_inputs = True
 
     def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True,
                  fused: bool = False):
@@ -169,23 +190,15 @@ class MultiHeadAttention(nn.Module):
         of ``x`` are appended to it and the queries attend over all S_past + T of them.
         With ``self.fused`` the weights are not computed and None is returned in their place.
         """
-        expect_tensor(x, "x", 3, "(B, T, C)")
-        expect_floating(x, "x")
-        expect_module_dtype(x, self, "x")
+        if self.check_inputs:
+            self._check_inputs(x, context)
         B, T, C = x.shape
-        if C != self.d_model:
-            raise ValueError(f"`x` should have d_model = {self.d_model} channels (last dim), "
-                             f"but got shape {tuple(x.shape)}.")
-        if context is None:
-            context = x
-        else:
-            expect_tensor(context, "context", 3, "(B, S, C)")
-            expect_module_dtype(context, self, "context")
-            if context.shape[0] != B or context.shape[2] != C:
-                raise ValueError(f"`context` should have shape (B, S, C) = ({B}, S, {C}) to match `x`, "
-                                 f"but got shape {tuple(context.shape)}.")
+        context = x if context is None else context
         S = context.shape[1]
         past = _check_kv_cache(kv_cache, context is x, B, self.n_heads)   # S_past, 0 without a cache
+        if mask is not None and self.check_inputs:
+            check_mask(mask, (B, self.n_heads, T, past + S))
+        only_causal = causal and not past and mask is None     # lets PyTorch's kernel skip the masked blocks
         if causal:
             if S != T:
                 raise ValueError(f"causal=True needs as many keys as queries, but got T = {T} queries "
@@ -193,23 +206,35 @@ class MultiHeadAttention(nn.Module):
             allowed = _shared_causal_mask(T, x.device)           # (T, T)
             if past:                                             # the cached positions all come earlier
                 allowed = torch.cat([allowed.new_ones(T, past), allowed], dim=1)   # (T, S_past + T)
-            mask = allowed if mask is None else _check_mask(mask, (B, self.n_heads, T, past + S)) & allowed
+            mask = allowed if mask is None else mask & allowed
 
-        q = split_heads(self.q_proj(x), self.n_heads)          # (B, H, T, d)
-        k = split_heads(self.k_proj(context), self.n_heads)    # (B, H, S, d)
-        v = split_heads(self.v_proj(context), self.n_heads)    # (B, H, S, d)
+        q = _split_heads(self.q_proj(x), self.n_heads)         # (B, H, T, d)
+        k = _split_heads(self.k_proj(context), self.n_heads)   # (B, H, S, d)
+        v = _split_heads(self.v_proj(context), self.n_heads)   # (B, H, S, d)
         if kv_cache is not None:
             k, v = kv_cache.append(k, v)                       # (B, H, S_past + S, d)
         dropout_p = self.dropout if self.training else 0.0
         if self.fused:                                         # PyTorch's kernel: no weights to return
-            only_causal = causal and not past and mask is allowed      # lets the kernel skip masked blocks
-            if mask is not None:
-                _check_mask(mask, (B, self.n_heads, T, k.shape[2]))    # as the readable path does
             y, weights = F.scaled_dot_product_attention(q, k, v, attn_mask=None if only_causal else mask,
                                                         dropout_p=dropout_p, is_causal=only_causal), None
         else:
-            y, weights = scaled_dot_product_attention(q, k, v, mask=mask, dropout_p=dropout_p)  # (B, H, T, d)
-        return self.out_proj(merge_heads(y)), weights          # (B, T, C), (B, H, T, S)
+            y, weights = _attention(q, k, v, mask, dropout_p, None)   # (B, H, T, d), (B, H, T, S)
+        return self.out_proj(_merge_heads(y)), weights         # (B, T, C), (B, H, T, S)
+
+    def _check_inputs(self, x, context) -> None:
+        expect_tensor(x, "x", 3, "(B, T, C)")
+        expect_floating(x, "x")
+        expect_module_dtype(x, self, "x")
+        B, T, C = x.shape
+        if C != self.d_model:
+            raise ValueError(f"`x` should have d_model = {self.d_model} channels (last dim), "
+                             f"but got shape {tuple(x.shape)}.")
+        if context is not None:
+            expect_tensor(context, "context", 3, "(B, S, C)")
+            expect_module_dtype(context, self, "context")
+            if context.shape[0] != B or context.shape[2] != C:
+                raise ValueError(f"`context` should have shape (B, S, C) = ({B}, S, {C}) to match `x`, "
+                                 f"but got shape {tuple(context.shape)}.")
 
     def extra_repr(self) -> str:
         return (f"d_model={self.d_model}, n_heads={self.n_heads}, head_dim={self.head_dim}, dropout={self.dropout}"
@@ -291,7 +316,7 @@ def _check_qkv(q, k, v) -> None:
                              f"{tuple(a.shape)} and {tuple(b.shape)}.") from None
 
 
-def _check_mask(mask, scores_shape: Sequence[int]) -> torch.Tensor:
+def check_mask(mask, scores_shape: Sequence[int]) -> torch.Tensor:
     """A mask must be bool (True = may attend) and broadcast to the scores' shape (..., T_q, T_k)."""
     scores_shape = tuple(scores_shape)
     if not isinstance(mask, torch.Tensor):

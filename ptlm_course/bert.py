@@ -183,9 +183,11 @@ def _bert_block(config: BertConfig) -> TransformerBlock:
     """A post-LayerNorm encoder block with BERT's dropout placement."""
     # BERT drops out the attention weights with their own probability, and has no dropout between
     # the two feed-forward layers (only on the feed-forward output, as on the attention output).
-    return TransformerBlock(config.hidden_size, config.num_heads, d_ff=config.intermediate_size,
-                            dropout=config.dropout, attention_dropout=config.attention_dropout, ffn_dropout=0.0,
-                            norm_first=False, causal=False, activation="gelu", layer_norm_eps=config.layer_norm_eps)
+    block = TransformerBlock(config.hidden_size, config.num_heads, d_ff=config.intermediate_size,
+                             dropout=config.dropout, attention_dropout=config.attention_dropout, ffn_dropout=0.0,
+                             norm_first=False, causal=False, activation="gelu", layer_norm_eps=config.layer_norm_eps)
+    block.check_inputs = False                  # BERT.forward checks the ids and the mask where they enter
+    return block
 
 
 def _init_weights(module: nn.Module, std: float) -> None:

@@ -8,20 +8,18 @@ The first call trains (seconds with ``PTLM_BUDGET=small``, minutes with the full
 saves weights, config, vocabulary and ``info`` (recipe, history, final metrics, seconds) under
 ``runtime.cache_dir()/course_models/<name>-<budget>-<hash>``. The hash covers the whole recipe (sizes, data,
 steps, learning rate, seed) and :data:`RECIPE_VERSION`, so changing the recipe never reuses a stale file.
-Later calls load from there. Models come back on the CPU in eval mode.
+Later calls load from there. Models come back on the CPU in eval mode. The caching itself (keys, atomic
+writes, locks, loading) is ``machinery.model_cache``; this module holds the recipes and how to train them.
 
 Both models share the Shakespeare WordPiece tokenizer, so either can be fine-tuned on other English text
 (movie reviews): words Shakespeare never used split into pieces, and plain ASCII text never becomes [UNK].
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import shutil
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -31,6 +29,7 @@ from . import metrics
 from .bert import BertConfig, BertForPreTraining
 from .data import Play, train_val_split_plays
 from .gpt import GPT, GPTConfig
+from .machinery import model_cache
 from .pretraining_data import IGNORE_INDEX, causal_lm_batch, encode_nsp_batch, make_nsp_examples, mask_tokens
 from .runtime import BUDGETS, atomic_write, budget as current_budget, cache_dir
 from .training import History, TrainConfig, train
@@ -121,10 +120,8 @@ def gpt_recipe(budget: str | None = None) -> GPTRecipe:
 
 
 def recipe_key(name: str, recipe) -> str:
-    """``name-<12 hex digits>``: a hash of the recipe's fields, its type and RECIPE_VERSION."""
-    payload = json.dumps({"type": type(recipe).__name__, "version": RECIPE_VERSION, "split": SPLIT,
-                          **asdict(recipe)}, sort_keys=True)
-    return f"{name}-{hashlib.sha256(payload.encode()).hexdigest()[:12]}"
+    """``name-<12 hex digits>``: a hash of the recipe's fields, its type, RECIPE_VERSION and the plays' split."""
+    return model_cache.recipe_key(name, recipe, version=RECIPE_VERSION, split=SPLIT)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -324,7 +321,8 @@ def _course_model(name: str, budget: str | None, progress: bool, recipe, recipe_
         history, seconds = _train(model, recipe, make_get_batch(recipe, tokenizer), loss_fn, progress)
         return model, history, seconds
 
-    model, info = _cached(name, budget, recipe, build, lambda: model_type(config), config, tokenizer)
+    model, info = model_cache.cached_model(name, budget, recipe, build, lambda: model_type(config), config,
+                                           tokenizer, key=recipe_key(f"{name}-{budget}", recipe))
     return model, tokenizer, info
 
 
@@ -338,53 +336,6 @@ def _train(model, recipe, get_batch, loss_fn, progress: bool) -> tuple[History, 
     return history, time.perf_counter() - started
 
 
-def _final_metrics(history: History) -> dict:
-    final = {k: v for k, v in history.eval[-1].items() if k != "step"} if history.eval else {}
-    if "val_loss" in final and "val_mlm_loss" not in final:
-        final["val_perplexity"] = metrics.perplexity(final["val_loss"])
-    final.pop("val_n_tokens", None)
-    return final
-
-
-def _cached(name: str, budget: str, recipe, build: Callable, empty_model: Callable, model_config,
-            tokenizer: WordPieceTokenizer) -> tuple[torch.nn.Module, dict]:
-    """Load ``name``'s model for ``recipe`` from the cache, or build, train and store it."""
-    key = recipe_key(f"{name}-{budget}", recipe)
-    folder = cache_dir() / "course_models" / key
-    with _lock(folder.with_suffix(".lock")):                  # two notebooks at once: the second waits
-        if folder.is_dir():
-            try:
-                model, info = _load(folder, empty_model)
-                print(f"Loaded the course {name.upper()} ({budget} budget) from the course cache: {_shown(folder)}")
-                return model, info
-            except Exception as error:                         # noqa: BLE001 - any damage means: rebuild
-                print(f"The cached {name.upper()} in {folder} cannot be read ({type(error).__name__}: {error}); "
-                      "training it again.")
-                shutil.rmtree(folder, ignore_errors=True)
-        print(f"Training the course {name.upper()} ({budget} budget); it is saved to the course cache "
-              f"({_shown(folder)}) for next time.")
-        model, history, seconds = build()
-        info = _store(folder, key, name, budget, recipe, model, history, seconds, model_config, tokenizer)
-    return model.cpu().eval(), {**info, "loaded_from_cache": False}
-
-
-def _shown(folder: Path) -> str:
-    """A cached folder as notebooks print it: relative to ``cache_dir()`` (no machine paths in stored outputs)."""
-    return str(folder.relative_to(cache_dir()))
-
-
-def _store(folder: Path, key: str, name: str, budget: str, recipe, model, history: History, seconds: float,
-           model_config, tokenizer: WordPieceTokenizer) -> dict:
-    info = {"name": name, "budget": budget, "recipe": asdict(recipe), "key": key, "path": str(folder),
-            "history": history.to_dict(), "final": _final_metrics(history), "train_seconds": seconds,
-            "n_parameters": sum(p.numel() for p in model.parameters()),
-            "train_positions": recipe.steps * recipe.batch_size * getattr(recipe, "max_length",
-                                                                           getattr(recipe, "block_size", 0)),
-            "device": str(next(model.parameters()).device), "torch": torch.__version__}
-    _save(folder, model, info, model_config, tokenizer)
-    return info
-
-
 def in_cache(name: str, budget: str | None = None, recipe=None) -> bool:
     """Whether ``course_bert`` (``name="bert"``) or ``course_gpt`` (``"gpt"``) would load from the cache
     for this budget and recipe (default: the budget's recipe) instead of training."""
@@ -392,8 +343,7 @@ def in_cache(name: str, budget: str | None = None, recipe=None) -> bool:
         raise ValueError(f"`name` should be 'bert' or 'gpt', but got {describe(name)}.")
     budget = _check_budget(budget)
     recipe = (bert_recipe if name == "bert" else gpt_recipe)(budget) if recipe is None else recipe
-    folder = cache_dir() / "course_models" / recipe_key(f"{name}-{budget}", recipe)
-    return (folder / "model.pt").is_file() and (folder / "info.json").is_file()
+    return model_cache.is_cached(recipe_key(f"{name}-{budget}", recipe))
 
 
 def remember_bert(model: BertForPreTraining, history: History, train_seconds: float, budget: str | None = None,
@@ -414,52 +364,6 @@ def remember_bert(model: BertForPreTraining, history: History, train_seconds: fl
         raise ValueError(f"The model and history do not match the recipe ({recipe}): expected a model of its "
                          f"size trained for {recipe.steps} steps.")
     tokenizer = shakespeare_wordpiece(recipe.vocab_size)
-    key = recipe_key(f"bert-{budget}", recipe)
-    folder = cache_dir() / "course_models" / key
-    with _lock(folder.with_suffix(".lock")):
-        if folder.is_dir():
-            try:
-                cached, info = _load(folder, lambda: BertForPreTraining(model.config))
-                same = all(torch.equal(a, b.cpu()) for a, b in zip(cached.state_dict().values(),
-                                                                    model.state_dict().values()))
-                return {**info, "identical_to_cache": same}
-            except Exception:                                   # noqa: BLE001 - damaged: replace it
-                shutil.rmtree(folder, ignore_errors=True)
-        info = _store(folder, key, "bert", budget, recipe, model, history, train_seconds, model.config, tokenizer)
-    return {**info, "loaded_from_cache": False, "identical_to_cache": None}
-
-
-def _save(folder: Path, model, info: dict, model_config, tokenizer: WordPieceTokenizer) -> None:
-    """Write weights, config and info into a temporary folder, then rename it: never half a cache entry."""
-    def write(tmp: Path) -> None:
-        torch.save(model.state_dict(), tmp / "model.pt")
-        (tmp / "config.json").write_text(json.dumps(asdict(model_config), indent=1))
-        (tmp / "info.json").write_text(json.dumps(info, indent=1))
-        (tmp / "vocab.txt").write_text("".join(t + "\n" for t in tokenizer.itos), encoding="utf-8")
-
-    atomic_write(folder, write, folder=True)
-
-
-def _load(folder: Path, empty_model: Callable) -> tuple[torch.nn.Module, dict]:
-    info = json.loads((folder / "info.json").read_text())
-    model = empty_model()
-    state = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
-    return model.eval(), {**info, "path": str(folder), "loaded_from_cache": True}   # the folder may have moved
-
-
-@contextlib.contextmanager
-def _lock(path: Path):
-    """An exclusive lock on ``path`` where the OS offers one (POSIX); elsewhere no lock."""
-    try:
-        import fcntl
-    except ImportError:                                        # Windows: no lock, the rename stays atomic
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return model_cache.remember_model("bert", budget, recipe, model, history, train_seconds,
+                                      lambda: BertForPreTraining(model.config), model.config, tokenizer,
+                                      key=recipe_key(f"bert-{budget}", recipe))

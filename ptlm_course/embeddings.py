@@ -34,15 +34,25 @@ def _check_sequence(x: torch.Tensor, d_model: int, max_len: int) -> None:
     expect_tensor(x, "x", ndim=3, layout="(B, T, C)")
     expect_floating(x, "x")
     expect_size(x, "x", -1, d_model, "d_model")
+    _check_length(x, "x", max_len)
+
+
+def _check_length(x: torch.Tensor, name: str, max_len: int) -> None:
     if x.shape[1] > max_len:
         raise ValueError(
-            f"The sequence is longer than the positions the layer knows: `x` has T = {x.shape[1]} "
+            f"The sequence is longer than the positions the layer knows: `{name}` has T = {x.shape[1]} "
             f"(shape {tuple(x.shape)}), but max_len = {max_len}. Use shorter sequences or a larger max_len."
         )
 
 
 class SinusoidalPositionalEncoding(nn.Module):
-    """Adds the fixed sinusoidal table to a sequence: x (B, T, C) -> x + pe[:T]. Nothing to learn."""
+    """Adds the fixed sinusoidal table to a sequence: x (B, T, C) -> x + pe[:T]. Nothing to learn.
+
+    ``check_inputs``: whether ``forward`` checks ``x`` (False inside :class:`TokenAndPositionEmbedding`, which
+    checks the ids where they enter).
+    """
+
+    check_inputs = True
 
     def __init__(self, d_model: int, max_len: int = 1024):
         super().__init__()
@@ -50,12 +60,16 @@ class SinusoidalPositionalEncoding(nn.Module):
         self.register_buffer("pe", sinusoidal_table(max_len, d_model))  # (max_len, C), moves with .to(device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_sequence(x, self.d_model, self.max_len)
+        if self.check_inputs:
+            _check_sequence(x, self.d_model, self.max_len)
         return x + self.pe[: x.shape[1]].to(x.dtype)                      # (B, T, C) + (T, C)
 
 
 class LearnedPositionalEmbedding(nn.Module):
-    """Adds a trained vector per position (as in GPT-2 and BERT): x (B, T, C) -> x + weight[:T]."""
+    """Adds a trained vector per position (as in GPT-2 and BERT): x (B, T, C) -> x + weight[:T].
+    ``check_inputs`` as in :class:`SinusoidalPositionalEncoding`."""
+
+    check_inputs = True
 
     def __init__(self, max_len: int, d_model: int):
         super().__init__()
@@ -66,7 +80,8 @@ class LearnedPositionalEmbedding(nn.Module):
         nn.init.normal_(self.embedding.weight, std=0.02)  # small, like GPT-2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_sequence(x, self.d_model, self.max_len)
+        if self.check_inputs:
+            _check_sequence(x, self.d_model, self.max_len)
         positions = torch.arange(x.shape[1], device=x.device)              # (T,)
         return x + self.embedding(positions)                               # (B, T, C) + (T, C)
 
@@ -84,11 +99,13 @@ class TokenAndPositionEmbedding(nn.Module):
         self.token = nn.Embedding(vocab_size, d_model)
         self.position = (LearnedPositionalEmbedding(max_len, d_model) if positional == "learned"
                          else SinusoidalPositionalEncoding(d_model, max_len))
+        self.position.check_inputs = False          # forward checks the ids where they enter
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         expect_tensor(ids, "ids", ndim=2, layout="(B, T) of token ids")
         expect_ids_in_vocab(ids, self.vocab_size, "ids")
+        _check_length(ids, "ids", self.position.max_len)
         x = self.token(ids)                                                # (B, T, C)
         return self.dropout(self.position(x))                              # (B, T, C)
 

@@ -100,6 +100,8 @@ class GPT(nn.Module):
                              layer_norm_eps=c.layer_norm_eps, bias=c.bias)
             for _ in range(c.n_layer)
         )
+        for block in self.blocks:
+            block.check_inputs = False                       # forward checks idx where it enters
         self.ln_f = nn.LayerNorm(c.n_embd, eps=c.layer_norm_eps, bias=c.bias)
         self.lm_head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight                # weight tying: one (V, C) tensor for both

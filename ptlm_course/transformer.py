@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .attention import MultiHeadAttention
+from .attention import KVCache, MultiHeadAttention, check_mask
 from .validation import (describe, expect_floating, expect_module_dtype, expect_positive_int, expect_size,
                          expect_tensor, is_number)
 
@@ -43,7 +43,10 @@ class FeedForward(nn.Module):
     """Position-wise feed-forward network: fc1 (C -> d_ff), activation, dropout, fc2 (d_ff -> C).
 
     The same two-layer MLP is applied to every position on its own; ``d_ff`` defaults to 4 * d_model.
+    ``check_inputs``: as in :class:`~ptlm_course.attention.MultiHeadAttention` (False inside a block).
     """
+
+    check_inputs = True
 
     def __init__(self, d_model: int, d_ff: int | None = None, dropout: float = 0.0,
                  activation: str = "gelu", bias: bool = True):
@@ -58,12 +61,13 @@ class FeedForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (..., C) -> (..., C)."""
-        expect_tensor(x, "x", layout="(..., C)")
-        expect_floating(x, "x")
-        expect_module_dtype(x, self, "x")
-        if x.dim() == 0:
-            raise ValueError("`x` should have at least one dimension (..., C), but got a 0-dimensional tensor.")
-        expect_size(x, "x", -1, self.d_model, "d_model")
+        if self.check_inputs:
+            expect_tensor(x, "x", layout="(..., C)")
+            expect_floating(x, "x")
+            expect_module_dtype(x, self, "x")
+            if x.dim() == 0:
+                raise ValueError("`x` should have at least one dimension (..., C), but got a 0-dimensional tensor.")
+            expect_size(x, "x", -1, self.d_model, "d_model")
         h = self.dropout(self.act(self.fc1(x)))   # (..., d_ff)
         return self.fc2(h)                         # (..., C)
 
@@ -85,7 +89,12 @@ class TransformerBlock(nn.Module):
     After each call, ``attn_weights`` holds the attention weights (B, H, T, S), detached, for plotting
     (S = T, or S_past + T with a cache); None when the attention is fused (``attn.fused``).
     ``kv_cache`` (an ``attention.KVCache``) is passed on to the self-attention for fast generation.
+
+    The block checks its input once (``check_inputs``, as in ``MultiHeadAttention``); its attention and
+    feed-forward layers do not check again. GPT and BERT check their inputs themselves and switch it off.
     """
+
+    check_inputs = True
 
     def __init__(self, d_model: int, n_heads: int, d_ff: int | None = None, dropout: float = 0.0,
                  norm_first: bool = True, causal: bool = False, activation: str = "gelu",
@@ -103,14 +112,13 @@ class TransformerBlock(nn.Module):
         self.ln2 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
         self.dropout1 = nn.Dropout(dropout)   # on the attention branch
         self.dropout2 = nn.Dropout(dropout)   # on the feed-forward branch
+        self.attn.check_inputs = self.ffn.check_inputs = False     # forward checks x and mask once
         self.attn_weights: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, kv_cache=None) -> torch.Tensor:
         """x: (B, T, C); mask: bool, True = may attend, e.g. ``padding_mask(...)`` (B, 1, 1, T). -> (B, T, C)."""
-        expect_tensor(x, "x", 3, "(B, T, C)")
-        expect_floating(x, "x")
-        expect_module_dtype(x, self, "x")
-        expect_size(x, "x", -1, self.d_model, "d_model")
+        if self.check_inputs:
+            self._check_inputs(x, mask, kv_cache)
         if self.norm_first:
             x = x + self.dropout1(self._self_attention(self.ln1(x), mask, kv_cache))   # (B, T, C)
             x = x + self.dropout2(self.ffn(self.ln2(x)))                     # (B, T, C)
@@ -118,6 +126,16 @@ class TransformerBlock(nn.Module):
             x = self.ln1(x + self.dropout1(self._self_attention(x, mask, kv_cache)))
             x = self.ln2(x + self.dropout2(self.ffn(x)))
         return x
+
+    def _check_inputs(self, x, mask, kv_cache) -> None:
+        expect_tensor(x, "x", 3, "(B, T, C)")
+        expect_floating(x, "x")
+        expect_module_dtype(x, self, "x")
+        expect_size(x, "x", -1, self.d_model, "d_model")
+        if mask is not None:
+            B, T, _ = x.shape
+            past = kv_cache.length if isinstance(kv_cache, KVCache) else 0
+            check_mask(mask, (B, self.attn.n_heads, T, past + T))
 
     def _self_attention(self, x: torch.Tensor, mask: torch.Tensor | None, kv_cache=None) -> torch.Tensor:
         out, weights = self.attn(x, mask=mask, causal=self.causal, kv_cache=kv_cache)   # (B, T, C), (B, H, T, S)

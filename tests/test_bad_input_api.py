@@ -100,3 +100,35 @@ def test_resuming_with_another_train_config_names_what_differs(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(before.values(), load_checkpoint(path)["model"].values()))
     history, _ = _linear_run(path, progress=True, checkpoint_every=2)   # settings that change nothing may differ
     assert history.values("loss")[0] == [1, 2, 3, 4]                  # the finished run, resumed to nothing
+
+
+def test_models_check_their_input_where_it_enters_and_their_layers_do_not_check_again(monkeypatch):
+    """A layer called on its own checks its input; inside a block, GPT or BERT only the entry point checks."""
+    from ptlm_course import attention, transformer, validation
+    from ptlm_course.embeddings import TokenAndPositionEmbedding
+    from ptlm_course.gpt import GPT, GPTConfig
+
+    gpt = GPT(GPTConfig(vocab_size=20, block_size=8, n_layer=2, n_head=2, n_embd=8, dropout=0.0))
+    bert = BERT(BertConfig(vocab_size=20, hidden_size=8, num_layers=2, num_heads=2, intermediate_size=16,
+                           max_position_embeddings=8))
+    block = TransformerBlock(8, 2, 16)
+    assert MultiHeadAttention(8, 2).check_inputs and FeedForward(8).check_inputs and block.check_inputs
+    assert not block.attn.check_inputs and not block.ffn.check_inputs
+    assert not any(m.check_inputs for model in (gpt, bert) for m in model.modules() if hasattr(m, "check_inputs"))
+    assert not TokenAndPositionEmbedding(20, 8, 8).position.check_inputs
+    calls = []
+    real = validation.expect_module_dtype
+    for module in (attention, transformer):                       # count the layers' dtype checks
+        monkeypatch.setattr(module, "expect_module_dtype", lambda *a: calls.append(1) or real(*a))
+    ids = torch.randint(0, 20, (2, 5))
+    gpt(ids, ids)
+    bert(ids, attention_mask=torch.ones(2, 5, dtype=torch.long))
+    assert calls == []
+    block(torch.randn(2, 5, 8))
+    assert calls == [1]                                           # the block once, not its attention and FFN
+    with pytest.raises(ValueError, match=r"`mask` should broadcast to the attention scores' shape"):
+        block(torch.randn(2, 5, 8), mask=torch.ones(3, 1, 1, 5, dtype=torch.bool))   # checked at the block
+    with pytest.raises(ValueError, match=r"`idx` should hold token ids in \[0, 19\]"):
+        gpt(torch.tensor([[1, 20]]))
+    with pytest.raises(ValueError, match=r"`attention_mask` should have the same shape as input_ids"):
+        bert(ids, attention_mask=torch.ones(2, 4, dtype=torch.long))

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import torch
 
+from ptlm_course.attention import MultiHeadAttention
+
 PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "nanogpt_speed.py"
 
 
@@ -19,14 +21,21 @@ def test_reference_matches_our_gpt_in_size_and_trains():
     models = bench.build_models()
     counts = {name: sum(p.numel() for p in m.parameters()) for name, m in models.items()}
     assert len(set(counts.values())) == 1, counts                 # same parameters: one fused q/k/v = three
-    assert models["readable"].state_dict().keys() == models["fused"].state_dict().keys()
-    gelus = [m for m in models["fused_exact_gelu"].modules() if isinstance(m, torch.nn.GELU)]
+    assert all(models[name].state_dict().keys() == models["notebooks"].state_dict().keys() for name in bench.ARMS)
+    fused = {name: {m.fused for m in models[name].modules() if isinstance(m, MultiHeadAttention)}
+             for name in bench.ARMS}
+    assert fused == {name: {name != "notebooks"} for name in bench.ARMS}            # as training.train runs it
+    gelus = [m for m in models["exact_gelu"].modules() if isinstance(m, torch.nn.GELU)]
     assert gelus and all(m.approximate == "none" for m in gelus)                 # only the activation differs
+    optimizers = bench.make_optimizers(models, lr=3e-3)
+    fused_adamw = {name: o.defaults["fused"] for name, o in optimizers.items()}
+    assert fused_adamw == {"reference": False, "same_adamw": False, "notebooks": False, "fast": True,
+                           "exact_gelu": True}                                   # on the CPU
     generator = torch.Generator().manual_seed(0)
     x, y = torch.randint(65, (2, 2, 64), generator=generator)
     losses = []
     for name, model in models.items():
-        optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+        optimizer = optimizers[name]
         first = model(x, y)[1].item()
         for _ in range(5):
             bench.train_step(model, optimizer, x, y)
@@ -37,5 +46,5 @@ def test_reference_matches_our_gpt_in_size_and_trains():
 
 def test_main_reports_both_ratios(capsys):
     ratios = load_benchmark().main(["--repeats", "2", "--warmup", "1"])
-    assert set(ratios) == {"readable", "fused", "fused_exact_gelu"} and all(r > 0 for r in ratios.values())
+    assert set(ratios) == {"notebooks", "fast", "same_adamw", "exact_gelu"} and all(r > 0 for r in ratios.values())
     assert "reference / ours" in capsys.readouterr().out

@@ -95,6 +95,44 @@ def test_make_optimizer_builds_adamw_with_both_groups(corpus):
         make_optimizer(nn.Linear(2, 2), lr=0)
 
 
+def test_make_optimizer_fuses_on_request_on_the_cpu_and_matches_the_plain_one(corpus):
+    models = [tiny_gpt(corpus[0], dropout=0.0) for _ in range(2)]
+    fused, plain = make_optimizer(models[0], lr=1e-2, fused=True), make_optimizer(models[1], lr=1e-2)
+    assert fused.defaults["fused"] is True and not plain.defaults["fused"]      # default on the CPU: plain
+    x = torch.randint(corpus[0], (2, T))
+    for model, opt in zip(models, (fused, plain)):
+        for _ in range(3):
+            opt.zero_grad()
+            model(x, x)[1].backward()
+            opt.step()
+    gap = max((a - b).abs().max().item() for a, b in zip(models[0].parameters(), models[1].parameters()))
+    assert 0 <= gap < 1e-4                     # steps of ~1e-2 each: the same update, up to float rounding
+
+
+def test_train_runs_the_attention_fused_and_gives_each_layer_its_setting_back(corpus):
+    seen = {}
+
+    def spy(step, model, history):
+        seen[step] = {m.fused for m in model.modules() if hasattr(m, "fused")}
+
+    losses = {}
+    for fused in (True, False):
+        model = tiny_gpt(corpus[0], dropout=0.0, n_layer=2)
+        model.blocks[1].attn.fused = True                       # a setting of its own, kept afterwards
+        seen.clear()
+        history = train(model, quiet(steps=3, fused_attention=fused), make_get_batch(corpus[1]), gpt_loss,
+                        callbacks=[spy])
+        assert seen == {step: {True} if fused else {False, True} for step in (1, 2, 3)}
+        assert [b.attn.fused for b in model.blocks] == [False, True]
+        losses[fused] = [r["loss"] for r in history.train] + [history.eval[-1]["val_loss"]]
+    assert losses[True] == pytest.approx(losses[False], abs=1e-5)   # the kernel changes only the rounding
+    with pytest.raises(ValueError, match="TrainConfig.fused_attention should be True or False, but got str"):
+        quiet(steps=1, fused_attention="yes")
+    with pytest.raises(ValueError, match="TrainConfig.fused_adamw should be None, True or False, but got int"):
+        quiet(steps=1, fused_adamw=1)
+    assert not TrainConfig(steps=1).fused_attention and TrainConfig(steps=1).fused_adamw is None   # off by default
+
+
 def test_warmup_cosine_at_key_steps():
     kw = dict(max_lr=1.0, warmup_steps=10, total_steps=110, min_lr=0.1)
     assert warmup_cosine(0, **kw) == pytest.approx(0.1)           # 1/10 of the way up: no wasted step
