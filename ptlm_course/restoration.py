@@ -53,9 +53,9 @@ def encode_restoration(examples, tokenizer: WordPieceTokenizer, max_length: int 
 @dataclass(frozen=True)
 class Seq2SeqRecipe:
     """How every arm fine-tunes: the same steps, batch and schedule; only the learning rate is searched."""
-    steps: int = 150
-    batch_size: int = 32
-    lr_grid: tuple[float, ...] = (3e-4, 1e-3, 3e-3)
+    steps: int = 300
+    batch_size: int = 16
+    lr_grid: tuple[float, ...] = (3e-4, 1e-3)
     warmup_fraction: float = 0.1
     weight_decay: float = 0.01
 

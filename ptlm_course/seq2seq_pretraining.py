@@ -45,7 +45,7 @@ class BartRecipe:
     mask_ratio: float = 0.3         # BART's setting
     poisson_lambda: float = 3.0     # mean span length
     batch_size: int = 32
-    steps: int = 1500
+    steps: int = 1200
     lr: float = 1e-3
     warmup_steps: int = 100
     weight_decay: float = 0.01
