@@ -51,6 +51,7 @@ class BartConfig:
     bos_token_id: int = 0
     eos_token_id: int = 2
     decoder_start_token_id: int = 2
+    init_std: float = 0.02             # weights start from N(0, init_std)
 
     # our name -> the name in a Hugging Face config.json
     HF_NAMES = {"vocab_size": "vocab_size", "d_model": "d_model", "n_heads": "encoder_attention_heads",
@@ -58,7 +59,8 @@ class BartConfig:
                 "max_position_embeddings": "max_position_embeddings", "dropout": "dropout",
                 "attention_dropout": "attention_dropout", "activation_dropout": "activation_dropout",
                 "scale_embedding": "scale_embedding", "pad_token_id": "pad_token_id", "bos_token_id": "bos_token_id",
-                "eos_token_id": "eos_token_id", "decoder_start_token_id": "decoder_start_token_id"}
+                "eos_token_id": "eos_token_id", "decoder_start_token_id": "decoder_start_token_id",
+                "init_std": "init_std"}
 
     @classmethod
     def from_hf_config(cls, hf: dict) -> "BartConfig":
@@ -146,10 +148,9 @@ class Bart(nn.Module):
         self.register_buffer("final_logits_bias", torch.zeros(1, c.vocab_size))   # (1, V) as in Hugging Face
         self.apply(self._init_weights)
 
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
+    def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, std=0.02)
+            nn.init.normal_(module.weight, std=self.config.init_std)
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
         if isinstance(module, nn.Embedding) and module.padding_idx is not None:
