@@ -61,22 +61,22 @@ def _float_mask(self, ids, types, mask):
 correct("check_soft_prompt")(_soft_prompt(_float_mask))
 
 
-def _shifted(self, ids, types, mask):
+def _text_positions_moved(self, ids, types, mask):
     B, n = ids.shape[0], self.prompt.shape[0]
     x = torch.cat([self.prompt.expand(B, -1, -1), _text(self.model, ids, types, first_position=n)], dim=1)
     return x, torch.cat([mask.new_ones(B, n), mask], dim=1)
 
 
-wrong("check_soft_prompt", "positions", "shifted")(_soft_prompt(_shifted))
+wrong("check_soft_prompt", "positions", "shifted")(_soft_prompt(_text_positions_moved))
 
 
-def _appended(self, ids, types, mask):
+def _prompt_after_text(self, ids, types, mask):
     B, n = ids.shape[0], self.prompt.shape[0]
     x = torch.cat([self.model.bert.embeddings(ids, types), self.prompt.expand(B, -1, -1)], dim=1)
     return x, torch.cat([mask, mask.new_ones(B, n)], dim=1)
 
 
-wrong("check_soft_prompt", "appended", "prepend")(_soft_prompt(_appended))
+wrong("check_soft_prompt", "appended", "prepend")(_soft_prompt(_prompt_after_text))
 
 
 def _not_extended(self, ids, types, mask):
