@@ -25,7 +25,8 @@ from .attention import (MultiHeadAttention, causal_mask, merge_heads, padding_ma
                         split_heads)
 from .bert import BertForSequenceClassification, mean_pool
 from .outputs import ClassificationOutput
-from .validation import describe, expect_class_labels, expect_ids_in_vocab, expect_tensor, is_int
+from .validation import (describe, expect_class_labels, expect_floating, expect_ids_in_vocab, expect_module_dtype,
+                         expect_tensor, is_int)
 
 __all__ = ["PromptTuning", "PrefixAttention", "PrefixTuning"]
 
@@ -177,6 +178,8 @@ class PrefixAttention(nn.Module):
                              "`kv_cache`.")
         a = self.attn
         expect_tensor(x, "x", 3, "(B, T, C)")
+        expect_floating(x, "x")
+        expect_module_dtype(x, a, "x")
         B, T, C = x.shape
         pk, pv = (self._expand(p, B, C) for p in self.prefix)                      # (B, n, C) each
         n = pk.shape[1]

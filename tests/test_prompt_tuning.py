@@ -199,6 +199,8 @@ def test_bad_input_gets_a_clear_error():
         wrapper(torch.randn(1, 4, 16), context=torch.randn(1, 3, 16))
     with pytest.raises(ValueError, match="bool tensor with T = 4"):
         wrapper(torch.randn(1, 4, 16), mask=torch.ones(1, 1, 1, 5, dtype=torch.bool))
+    with pytest.raises(TypeError, match="dtype of the module's weights"):
+        wrapper(torch.randn(1, 4, 16, dtype=torch.float64))
     with pytest.raises(TypeError, match="wraps a MultiHeadAttention"):
         PrefixAttention(torch.nn.Linear(2, 2))
     prefix.remove()
