@@ -12,6 +12,7 @@ position ids by 2) and a LayerNorm; the output head is tied to the shared token 
 Training pairs use teacher forcing: ``decoder_input_ids = shift_right(labels)``. For generation the decoder
 keeps a key/value cache of its self-attention (``model.new_kv_cache()``); the encoder runs once.
 ``from_pretrained`` loads a Hugging Face BART checkpoint directory; ``from_hf_state`` a state dict.
+``model.cross_attention_weights()`` returns the decoder's cross-attention maps of the last call (for heatmaps).
 """
 from __future__ import annotations
 
@@ -202,6 +203,15 @@ class Bart(nn.Module):
                                  f"{tuple(decoder_input_ids.shape)}, but got {tuple(labels.shape)}.")
             loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
         return Seq2SeqOutput(logits=logits, loss=loss, encoder_last_hidden_state=memory)
+
+    def cross_attention_weights(self) -> torch.Tensor:
+        """The decoder's cross-attention weights of the last ``forward``/``decode`` call: (L, B, H, T, S), one
+        (T, S) map per layer and head; row t says where target position t read the source."""
+        weights = [block.cross_weights for block in self.decoder]
+        if any(w is None for w in weights):
+            raise ValueError("No cross-attention weights are stored: run the model (forward or decode) first, "
+                             "without fused attention (it never computes the weights).")
+        return torch.stack(weights)                                  # (L, B, H, T, S)
 
     def new_kv_cache(self) -> list[KVCache]:
         """An empty self-attention cache for the decoder: one per block."""

@@ -157,3 +157,19 @@ def test_bad_input_gets_a_clear_error():
         beam_search(ours, ids, mask, num_beams=0)
     with pytest.raises(ValueError, match="post-LN"):
         BartConfig.from_hf_config({"normalize_before": True})
+
+
+def test_cross_attention_weights_equal_hugging_face_and_ignore_padding():
+    hf, ours = hf_pair()
+    hf.config._attn_implementation = "eager"                         # the eager path returns the weights
+    ids, mask, dec = batch()
+    with pytest.raises(ValueError, match="run the model"):
+        ours.cross_attention_weights()
+    with torch.no_grad():
+        ours(ids, mask, dec)
+        theirs = hf(input_ids=ids, attention_mask=mask, decoder_input_ids=dec, output_attentions=True)
+    weights = ours.cross_attention_weights()                         # (L, B, H, T, S)
+    assert weights.shape == (3, 2, 4, 5, 7)
+    torch.testing.assert_close(weights, torch.stack(theirs.cross_attentions), atol=1e-5, rtol=0)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(3, 2, 4, 5))
+    assert (weights[:, 1, :, :, 5:] == 0).all()                      # padded source positions get nothing
