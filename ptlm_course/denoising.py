@@ -1,5 +1,6 @@
-"""Denoising objectives for pretraining an encoder–decoder (Part 5): the encoder reads a corrupted text, the
-decoder writes what was hidden.
+"""Denoising objectives for pretraining an encoder–decoder (Part 5): the decoder writes what the noise hid.
+
+The encoder reads a corrupted text; the decoder writes what was hidden.
 
 - **Span corruption** (T5): about ``noise_density`` of the tokens, in spans of ``mean_span_length`` on average, are
   cut out; each span becomes one *sentinel* id in the input, and the target lists every sentinel followed by the

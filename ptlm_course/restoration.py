@@ -1,5 +1,6 @@
-"""Part 3's punctuation task as generation (notebook 19): the encoder reads a line without punctuation, the
-decoder writes it back punctuated.
+"""Part 3's punctuation task as generation (notebook 19): write a line back with its punctuation.
+
+The encoder reads a line without punctuation, the decoder writes it back punctuated.
 
     source, target = restoration_pair(["Stand", "forth", "Demetrius"], [0, 1, 2])
     # ('stand forth demetrius', 'stand forth, demetrius.')
