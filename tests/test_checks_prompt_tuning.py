@@ -7,27 +7,13 @@ import torch.nn as nn
 
 from ptlm_course.checks._core import CheckFailed
 from ptlm_course.checks.prompt_tuning import check_soft_prompt
-from ptlm_course.prompt_tuning import PromptTuning
 
 sys.path.insert(0, str(Path(__file__).parent))
-from wrong_answers.prompt_tuning import (_by_hand, _not_extended, _prompt_after_text, _right,  # noqa: E402
-                                         _soft_prompt, _text_positions_moved, _zeros_in_front)
+from wrong_answers.prompt_tuning import (_by_hand, _not_extended, _prompt_after_text, _prompt_before_cls,  # noqa: E402
+                                         _right, _soft_prompt, _text_positions_moved, _zeros_in_front)
 
 
-class PackageSoftPrompt(nn.Module):
-    """The package's PromptTuning behind the exercise's interface (its own initialisation, same inputs)."""
-
-    def __init__(self, model, n_prompt):
-        super().__init__()
-        self.tuned = PromptTuning(model, n_prompt=n_prompt)
-        self.prompt = self.tuned.prompt
-
-    def inputs(self, input_ids, token_type_ids, attention_mask):
-        return self.tuned.inputs(input_ids, token_type_ids, attention_mask)
-
-
-@pytest.mark.parametrize("answer", [_soft_prompt(_right), _soft_prompt(_by_hand), PackageSoftPrompt],
-                         ids=["cat", "by hand", "package"])
+@pytest.mark.parametrize("answer", [_soft_prompt(_right), _soft_prompt(_by_hand)], ids=["cat", "by hand"])
 def test_correct_soft_prompts_pass(answer, capsys):
     check_soft_prompt(answer)
     assert "✅" in capsys.readouterr().out
@@ -35,6 +21,7 @@ def test_correct_soft_prompts_pass(answer, capsys):
 
 @pytest.mark.parametrize("inputs, named", [
     (_text_positions_moved, "positions are shifted"), (_prompt_after_text, "appended after the text"),
+    (_prompt_before_cls, r"in front of \[CLS\]"),
     (_not_extended, "mask is not extended"), (_zeros_in_front, "masked out")])
 def test_input_mistakes_are_named(inputs, named):
     with pytest.raises(CheckFailed, match=named):

@@ -1,4 +1,4 @@
-"""Checks for exercises/20_prompt_tuning.ipynb: a soft prompt in front of a frozen BERT classifier."""
+"""Checks for exercises/20_prompt_tuning.ipynb: a soft prompt right after [CLS], for a frozen BERT classifier."""
 from __future__ import annotations
 
 import torch
@@ -11,40 +11,55 @@ from ._core import CheckFailed, call_student, expect_tensor_like, passed
 __all__ = ["check_soft_prompt"]
 
 
-def _reference_inputs(model, prompt, input_ids, token_type_ids, attention_mask, shifted=False, appended=False,
-                      not_extended=False, prompt_masked=False, mask_at_end=False, through_ln=False):
-    """The encoder's input (x, mask) with one classic mistake switched on (all off = the right answer)."""
+def _reference_inputs(model, prompt, input_ids, token_type_ids, attention_mask, shifted=False, before_cls=False,
+                      appended=False, not_extended=False, prompt_masked=False, mask_at_end=False,
+                      through_ln=False):
+    """The encoder's input (x, mask) with one classic mistake switched on (all off = the right answer: the prompt
+    right after the first token, [CLS])."""
     emb = model.bert.embeddings
     B, T = input_ids.shape
     n = prompt.shape[0]
-    start = n if shifted else 0
-    positions = torch.arange(start, start + T)                                             # (T,)
+    positions = torch.arange(T)                                                            # (T,)
+    if shifted:
+        positions = torch.cat([positions[:1], positions[1:] + n])                          # as if the prompt had some
     text = emb.ln(emb.word(input_ids) + emb.position(positions) + emb.segment(token_type_ids))  # (B, T, C)
-    p = emb.ln(prompt) if through_ln else prompt
-    p = p.expand(B, -1, -1)                                                                # (B, n, C)
-    x = torch.cat([text, p], dim=1) if appended else torch.cat([p, text], dim=1)           # (B, n + T, C)
+    p = (emb.ln(prompt) if through_ln else prompt).expand(B, -1, -1)                       # (B, n, C)
+    if appended:
+        x = torch.cat([text, p], dim=1)
+    elif before_cls:
+        x = torch.cat([p, text], dim=1)
+    else:
+        x = torch.cat([text[:, :1], p, text[:, 1:]], dim=1)                                # (B, n + T, C)
+    m = attention_mask.long()
     if not_extended:
-        return x, attention_mask.long()
+        return x, m
     extra = torch.full((B, n), 0 if prompt_masked else 1, dtype=torch.long)
-    parts = [attention_mask.long(), extra] if (appended or mask_at_end) else [extra, attention_mask.long()]
+    if appended or mask_at_end:
+        parts = [m, extra]
+    elif before_cls:
+        parts = [extra, m]
+    else:
+        parts = [m[:, :1], extra, m[:, 1:]]
     return x, torch.cat(parts, dim=1)                                                      # (B, n + T)
 
 
 _X_MISTAKES = [
-    ("the text's positions are shifted by n: the prompt has no position, so embed the text exactly as without a "
-     "prompt (positions 0..T-1) and put the prompt in front of the embedded text.", {"shifted": True}),
-    ("the prompt is appended after the text: prepend it (torch.cat([prompt, text], dim=1)), so the prompt takes the "
-     "first n positions of the encoder's input.", {"appended": True}),
+    ("the text's positions are shifted by n: the prompt has no position, so embed the whole text exactly as "
+     "without a prompt (positions 0..T-1) and only then put the prompt in.", {"shifted": True}),
+    ("the prompt is in front of [CLS] (that is notebook 20's placement): here [CLS] stays first and the prompt "
+     "goes right after it, x = [CLS, prompt, rest of the text].", {"before_cls": True}),
+    ("the prompt is appended after the text: it goes right after the first token ([CLS]), "
+     "x = [CLS, prompt, rest of the text].", {"appended": True}),
     ("the prompt went through the embedding LayerNorm: it is learned directly in the space of the embedding "
-     "layer's output, so put it in front of the embedded text unchanged.", {"through_ln": True}),
+     "layer's output, so insert it into the embedded text unchanged.", {"through_ln": True}),
 ]
 _MASK_MISTAKES = [
-    ("the attention mask is not extended: the encoder reads n + T positions, so put n ones in front of the mask "
-     "(B, T) -> (B, n + T).", {"not_extended": True}),
-    ("the prompt is masked out (zeros in front of the mask): with 0 no token can attend to the prompt; the prompt's "
+    ("the attention mask is not extended: the encoder reads n + T positions, so insert n ones into the mask "
+     "(B, T) -> (B, n + T), where the prompt is.", {"not_extended": True}),
+    ("the prompt is masked out (zeros where the prompt is): with 0 no token can attend to the prompt; the prompt's "
      "n mask entries must be 1.", {"prompt_masked": True}),
-    ("the mask's ones for the prompt are at the end: the prompt is in front, so its n ones go in front of the "
-     "text's mask.", {"mask_at_end": True}),
+    ("the mask's ones for the prompt are at the end: they go where the prompt is, after the first column "
+     "(mask[:, :1], n ones, mask[:, 1:]).", {"mask_at_end": True}),
 ]
 
 

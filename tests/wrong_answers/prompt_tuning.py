@@ -1,15 +1,21 @@
-"""Answers to the check of notebook 20 (a soft prompt in front of a frozen BERT classifier)."""
+"""Answers to the check of notebook 20 (a soft prompt right after [CLS], for a frozen BERT classifier)."""
 import torch
 import torch.nn as nn
 
 from ._registry import correct, wrong
 
 
-def _text(model, input_ids, token_type_ids, first_position=0):
+def _text(model, input_ids, token_type_ids, shift=0):
     emb = model.bert.embeddings
     T = input_ids.shape[1]
-    positions = torch.arange(first_position, first_position + T)
+    positions = torch.arange(T)
+    positions[1:] += shift
     return emb.ln(emb.word(input_ids) + emb.position(positions) + emb.segment(token_type_ids))
+
+
+def _insert(first, middle, rest):
+    """[first column, middle, the other columns] along dim 1."""
+    return torch.cat([first[:, :1], middle, rest[:, 1:]], dim=1)
 
 
 def _soft_prompt(inputs, name=None, freeze=True, head=True, parameter=True, grad=True):
@@ -37,8 +43,9 @@ def _soft_prompt(inputs, name=None, freeze=True, head=True, parameter=True, grad
 
 def _right(self, ids, types, mask):
     B = ids.shape[0]
-    x = torch.cat([self.prompt.expand(B, -1, -1), self.model.bert.embeddings(ids, types)], dim=1)
-    return x, torch.cat([mask.new_ones(B, self.n_prompt), mask], dim=1)
+    text = self.model.bert.embeddings(ids, types)
+    x = torch.cat([text[:, :1], self.prompt.expand(B, -1, -1), text[:, 1:]], dim=1)
+    return x, torch.cat([mask[:, :1], mask.new_ones(B, self.n_prompt), mask[:, 1:]], dim=1)
 
 
 correct("check_soft_prompt")(_soft_prompt(_right))
@@ -46,8 +53,10 @@ correct("check_soft_prompt")(_soft_prompt(_right))
 
 def _by_hand(self, ids, types, mask):
     B, n = ids.shape[0], self.prompt.shape[0]
-    x = torch.cat([self.prompt.unsqueeze(0).repeat(B, 1, 1), _text(self.model, ids, types)], dim=1)
-    return x, torch.cat([torch.ones(B, n, dtype=torch.bool), mask.bool()], dim=1)
+    text = _text(self.model, ids, types)
+    rows = [torch.cat([text[b, :1], self.prompt, text[b, 1:]]) for b in range(B)]
+    masks = [torch.cat([mask[b, :1].bool(), torch.ones(n, dtype=torch.bool), mask[b, 1:].bool()]) for b in range(B)]
+    return torch.stack(rows), torch.stack(masks)
 
 
 correct("check_soft_prompt")(_soft_prompt(_by_hand))
@@ -63,8 +72,8 @@ correct("check_soft_prompt")(_soft_prompt(_float_mask))
 
 def _text_positions_moved(self, ids, types, mask):
     B, n = ids.shape[0], self.prompt.shape[0]
-    x = torch.cat([self.prompt.expand(B, -1, -1), _text(self.model, ids, types, first_position=n)], dim=1)
-    return x, torch.cat([mask.new_ones(B, n), mask], dim=1)
+    text = _text(self.model, ids, types, shift=n)
+    return _insert(text, self.prompt.expand(B, -1, -1), text), _insert(mask, mask.new_ones(B, n), mask)
 
 
 wrong("check_soft_prompt", "positions", "shifted")(_soft_prompt(_text_positions_moved))
@@ -76,7 +85,17 @@ def _prompt_after_text(self, ids, types, mask):
     return x, torch.cat([mask, mask.new_ones(B, n)], dim=1)
 
 
-wrong("check_soft_prompt", "appended", "prepend")(_soft_prompt(_prompt_after_text))
+wrong("check_soft_prompt", "appended", "after the first token")(_soft_prompt(_prompt_after_text))
+
+
+def _prompt_before_cls(self, ids, types, mask):
+    """The lesson's placement, not the exercise's."""
+    B, n = ids.shape[0], self.prompt.shape[0]
+    x = torch.cat([self.prompt.expand(B, -1, -1), self.model.bert.embeddings(ids, types)], dim=1)
+    return x, torch.cat([mask.new_ones(B, n), mask], dim=1)
+
+
+wrong("check_soft_prompt", "in front of [CLS]")(_soft_prompt(_prompt_before_cls))
 
 
 def _not_extended(self, ids, types, mask):
@@ -89,7 +108,7 @@ wrong("check_soft_prompt", "not extended")(_soft_prompt(_not_extended))
 
 def _zeros_in_front(self, ids, types, mask):
     x, _ = _right(self, ids, types, mask)
-    return x, torch.cat([torch.zeros_like(mask[:, :self.n_prompt]), mask], dim=1)
+    return x, _insert(mask, torch.zeros_like(mask[:, :self.n_prompt]), mask)
 
 
 wrong("check_soft_prompt", "masked out")(_soft_prompt(_zeros_in_front))
@@ -106,8 +125,8 @@ wrong("check_soft_prompt", "at the end")(_soft_prompt(_ones_at_end))
 def _through_layernorm(self, ids, types, mask):
     B = ids.shape[0]
     p = self.model.bert.embeddings.ln(self.prompt)
-    x = torch.cat([p.expand(B, -1, -1), self.model.bert.embeddings(ids, types)], dim=1)
-    return x, torch.cat([mask.new_ones(B, self.n_prompt), mask], dim=1)
+    text = self.model.bert.embeddings(ids, types)
+    return _insert(text, p.expand(B, -1, -1), text), _insert(mask, mask.new_ones(B, self.n_prompt), mask)
 
 
 wrong("check_soft_prompt", "LayerNorm")(_soft_prompt(_through_layernorm))
@@ -115,8 +134,9 @@ wrong("check_soft_prompt", "LayerNorm")(_soft_prompt(_through_layernorm))
 
 def _detached(self, ids, types, mask):
     B = ids.shape[0]
-    x = torch.cat([self.prompt.data.expand(B, -1, -1), self.model.bert.embeddings(ids, types)], dim=1).detach()
-    return x, torch.cat([mask.new_ones(B, self.n_prompt), mask], dim=1)
+    text = self.model.bert.embeddings(ids, types)
+    x = _insert(text, self.prompt.data.expand(B, -1, -1), text).detach()
+    return x, _insert(mask, mask.new_ones(B, self.n_prompt), mask)
 
 
 wrong("check_soft_prompt", "autograd")(_soft_prompt(_detached))
