@@ -153,6 +153,14 @@ def encode_prompted(examples, tokenizer: WordPieceTokenizer, block_size: int = 6
             "prompt_length": torch.tensor(prompt_lengths)}                                               # (N,)
 
 
+def _expect_prompted(data, name: str) -> None:
+    """Check ``data`` is the dict from :func:`encode_prompted` (a GPT cannot read :func:`encode_restoration`'s)."""
+    keys = ("input_ids", "targets", "prompt_length")
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), torch.Tensor) for k in keys):
+        raise TypeError(f"`{name}` should be the dict from encode_prompted (with {', '.join(keys)}), but got "
+                        f"{describe(data)}.")
+
+
 def gpt_restorer_loss(model: GPT, batch: dict) -> tuple[torch.Tensor, dict]:
     """Next-token cross-entropy on the target tokens of a batch from :func:`encode_prompted`, cut to its
     longest row (padding sits at the end and a causal model never looks ahead, so the loss is the same)."""
@@ -165,6 +173,7 @@ def fine_tune_gpt_restorer(config: GPTConfig, start_state: dict | None, train_da
                            recipe: Seq2SeqRecipe = Seq2SeqRecipe()) -> GPT:
     """A :class:`GPT` of ``config`` trained on ``train_data`` (from :func:`encode_prompted`) with the recipe of
     :func:`fine_tune_seq2seq`, starting from ``start_state`` (None = the random init seeded by ``seed``)."""
+    _expect_prompted(train_data, "train_data")
     torch.manual_seed(seed)
     model = GPT(config)
     if start_state is not None:
@@ -180,6 +189,7 @@ def generate_gpt_texts(model: GPT, data: dict, tokenizer: WordPieceTokenizer, ba
     """Greedy continuations of every prompt ``source [SEP]`` of ``data`` (from :func:`encode_prompted`) up to the
     next ``[SEP]``, as text. The GPT has no padding mask, so prompts are batched by length (no padding at all)
     and each batch generates with the key/value cache."""
+    _expect_prompted(data, "data")
     lengths = data["prompt_length"].tolist()
     texts: list[str | None] = [None] * len(lengths)
     for length in sorted(set(lengths)):

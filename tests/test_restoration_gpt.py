@@ -93,3 +93,11 @@ def test_batched_generation_equals_one_line_at_a_time(tok):
     one_by_one = [generate_gpt_texts(model, {k: v[i:i + 1] for k, v in data.items()}, tok)[0]
                   for i in range(len(EXAMPLES) * 3)]
     assert batched == one_by_one and len(set(batched)) > 1
+
+
+def test_seq2seq_data_is_refused_with_a_clear_error(tok):
+    s2s = encode_restoration(EXAMPLES, tok)
+    with pytest.raises(TypeError, match="dict from encode_prompted"):
+        generate_gpt_texts(tiny_gpt(tok), s2s, tok)
+    with pytest.raises(TypeError, match="dict from encode_prompted"):
+        fine_tune_gpt_restorer(tiny_gpt(tok).config, None, s2s, lr=1e-3, seed=0)

@@ -7,8 +7,9 @@ rejected and how many of those rejections name the mistake.
 """
 from ._registry import CORRECT, WRONG
 from . import (  # noqa: F401  (they register)
-    attention, comparison, denoising, finetuning, gpt_adaptation, heldout, knn, heldout2, heldout3, heldout4, heldout5,
-    heldout6, heldout7, heldout8, heldout9, part4, pretraining, prompt_tuning, qa, seq2seq, tokenization, transformer,
+    architectures, attention, comparison, denoising, finetuning, gpt_adaptation, heldout, knn, heldout2, heldout3,
+    heldout4, heldout5, heldout6, heldout7, heldout8, heldout9, part4, pretraining, prompt_tuning, qa, seq2seq,
+    tokenization, transformer,
 )
 
 __all__ = ["CORRECT", "WRONG"]

@@ -15,7 +15,7 @@ from ptlm_course.checks import CheckFailed
 
 MODULES = ["tokenization", "attention", "multihead", "transformer", "sampling", "pretraining", "finetuning",
            "gpt", "embeddings", "speed", "distributed", "gpt_finetuning", "adaptation", "comparison", "pretrained",
-           "qa", "denoising", "prompt_tuning", "seq2seq"]
+           "qa", "denoising", "prompt_tuning", "seq2seq", "architectures"]
 
 
 def find_check(name: str):
