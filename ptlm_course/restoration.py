@@ -74,13 +74,19 @@ def fine_tune_seq2seq(config: BartConfig, start_state: dict | None, train_data: 
                       recipe: Seq2SeqRecipe = Seq2SeqRecipe()) -> Bart:
     """A :class:`Bart` of ``config`` trained on ``train_data`` (from :func:`encode_restoration`), starting from
     ``start_state`` (a pretrained state dict; None = the random init seeded by ``seed``); in eval mode."""
+    return _fine_tune(lambda: Bart(config), start_state, train_data, lr, seed, recipe, _trimmed_loss)
+
+
+def _fine_tune(build, start_state: dict | None, train_data: dict, lr: float, seed: int, recipe: Seq2SeqRecipe,
+               loss_fn) -> torch.nn.Module:
+    """What both generators' fine-tuning shares: seed, ``build()``, load ``start_state``, train by ``recipe``."""
     torch.manual_seed(seed)
-    model = Bart(config)
+    model = build()
     if start_state is not None:
         model.load_state_dict(start_state)
     train(model, TrainConfig(steps=recipe.steps, lr=lr, warmup_steps=round(recipe.warmup_fraction * recipe.steps),
                              weight_decay=recipe.weight_decay, eval_batches=0, seed=seed, progress=False),
-          row_batches(train_data, recipe.batch_size), _trimmed_loss)
+          row_batches(train_data, recipe.batch_size), loss_fn)
     return model.eval()
 
 
@@ -174,14 +180,7 @@ def fine_tune_gpt_restorer(config: GPTConfig, start_state: dict | None, train_da
     """A :class:`GPT` of ``config`` trained on ``train_data`` (from :func:`encode_prompted`) with the recipe of
     :func:`fine_tune_seq2seq`, starting from ``start_state`` (None = the random init seeded by ``seed``)."""
     _expect_prompted(train_data, "train_data")
-    torch.manual_seed(seed)
-    model = GPT(config)
-    if start_state is not None:
-        model.load_state_dict(start_state)
-    train(model, TrainConfig(steps=recipe.steps, lr=lr, warmup_steps=round(recipe.warmup_fraction * recipe.steps),
-                             weight_decay=recipe.weight_decay, eval_batches=0, seed=seed, progress=False),
-          row_batches(train_data, recipe.batch_size), gpt_restorer_loss)
-    return model.eval()
+    return _fine_tune(lambda: GPT(config), start_state, train_data, lr, seed, recipe, gpt_restorer_loss)
 
 
 @torch.no_grad()
