@@ -40,7 +40,7 @@ __all__ = [
     "RECIPE_VERSION", "BertRecipe", "GPTRecipe", "bert_recipe", "gpt_recipe", "recipe_key",
     "shakespeare_wordpiece", "course_bert", "course_gpt", "remember_bert", "in_cache",
     "split_plays", "speech_texts", "bert_pretraining_loss", "bert_get_batch", "gpt_corpus", "gpt_get_batch",
-    "gpt_loss", "build_bert", "build_gpt", "bert_config", "gpt_config",
+    "gpt_loss", "build_bert", "build_gpt", "bert_config", "gpt_config", "check_budget", "pretrained_course_model",
 ]
 
 RECIPE_VERSION = 1          # bump when the code of a recipe changes in a way its fields do not show
@@ -96,7 +96,8 @@ class GPTRecipe:
     seed: int = 0
 
 
-def _check_budget(budget: str | None) -> str:
+def check_budget(budget: str | None) -> str:
+    """``budget`` ("small" or "full"), or the current PTLM_BUDGET for None; anything else raises."""
     if budget is None:
         return current_budget()
     if budget not in BUDGETS:
@@ -107,14 +108,14 @@ def _check_budget(budget: str | None) -> str:
 
 def bert_recipe(budget: str | None = None) -> BertRecipe:
     """The BERT recipe of notebook 07 for ``budget`` ("small" or "full"; None: the current PTLM_BUDGET)."""
-    if _check_budget(budget) == "small":
+    if check_budget(budget) == "small":
         return BertRecipe(n_pairs=2_000, n_val_pairs=200, steps=40, warmup_steps=5, eval_every=20, eval_batches=5)
     return BertRecipe()
 
 
 def gpt_recipe(budget: str | None = None) -> GPTRecipe:
     """The GPT recipe of notebook 08 for ``budget``: BERT's model size, batch shape and number of steps."""
-    if _check_budget(budget) == "small":
+    if check_budget(budget) == "small":
         return GPTRecipe(steps=40, warmup_steps=5, eval_every=20, eval_batches=5)
     return GPTRecipe()
 
@@ -230,8 +231,8 @@ def course_bert(budget: str | None = None, progress: bool = True, recipe: BertRe
     ``info``: name, budget, recipe, key, path, history (``History.to_dict()``), final (held-out metrics),
     train_seconds, n_parameters, train_positions (steps x batch x length), device, loaded_from_cache.
     """
-    return _course_model("bert", budget, progress, recipe, BertRecipe, bert_recipe, bert_config, BertForPreTraining,
-                         bert_get_batch, bert_pretraining_loss)
+    return pretrained_course_model("bert", budget, progress, recipe, BertRecipe, bert_recipe, bert_config,
+                                   BertForPreTraining, bert_get_batch, bert_pretraining_loss)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -296,19 +297,21 @@ def course_gpt(budget: str | None = None, progress: bool = True, recipe: GPTReci
 
     Same caching and ``info`` as :func:`course_bert`; ``info["final"]`` holds ``val_loss`` and ``val_perplexity``.
     """
-    return _course_model("gpt", budget, progress, recipe, GPTRecipe, gpt_recipe, gpt_config, GPT,
-                         gpt_get_batch, gpt_loss)
+    return pretrained_course_model("gpt", budget, progress, recipe, GPTRecipe, gpt_recipe, gpt_config, GPT,
+                                   gpt_get_batch, gpt_loss)
 
 
 # --------------------------------------------------------------------------------------------------
 # Training and the cache
 # --------------------------------------------------------------------------------------------------
 
-def _course_model(name: str, budget: str | None, progress: bool, recipe, recipe_type: type, default_recipe: Callable,
-                  make_config: Callable, model_type: type, make_get_batch: Callable, loss_fn: Callable):
-    """What :func:`course_bert` and :func:`course_gpt` share: ``(model, tokenizer, info)`` from the cache, or
-    trained (seeded, on the Shakespeare WordPiece vocabulary) and stored there first."""
-    budget = _check_budget(budget)
+def pretrained_course_model(name: str, budget: str | None, progress: bool, recipe, recipe_type: type,
+                            default_recipe: Callable, make_config: Callable, model_type: type, make_get_batch: Callable,
+                            loss_fn: Callable):
+    """What :func:`course_bert`, :func:`course_gpt` and ``seq2seq_pretraining.course_bart`` share: ``(model,
+    tokenizer, info)`` from the cache, or trained (seeded, on the Shakespeare WordPiece vocabulary) and stored
+    there first."""
+    budget = check_budget(budget)
     recipe = default_recipe(budget) if recipe is None else recipe
     if not isinstance(recipe, recipe_type):
         raise TypeError(f"`recipe` should be a {recipe_type.__name__}, but got {describe(recipe)}.")
@@ -341,7 +344,7 @@ def in_cache(name: str, budget: str | None = None, recipe=None) -> bool:
     for this budget and recipe (default: the budget's recipe) instead of training."""
     if name not in ("bert", "gpt"):
         raise ValueError(f"`name` should be 'bert' or 'gpt', but got {describe(name)}.")
-    budget = _check_budget(budget)
+    budget = check_budget(budget)
     recipe = (bert_recipe if name == "bert" else gpt_recipe)(budget) if recipe is None else recipe
     return model_cache.is_cached(recipe_key(f"{name}-{budget}", recipe))
 
@@ -354,7 +357,7 @@ def remember_bert(model: BertForPreTraining, history: History, train_seconds: fl
     If the entry exists already, nothing is overwritten; ``info["identical_to_cache"]`` then says whether the
     cached weights equal ``model``'s (they should: the recipe is seeded). Returns the entry's ``info``.
     """
-    budget = _check_budget(budget)
+    budget = check_budget(budget)
     recipe = bert_recipe(budget) if recipe is None else recipe
     if not isinstance(model, BertForPreTraining) or not isinstance(history, History):
         raise TypeError(f"`remember_bert` expects a BertForPreTraining and its training History, "

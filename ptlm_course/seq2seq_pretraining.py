@@ -18,8 +18,8 @@ from typing import Callable
 import torch
 
 from .bart import Bart, BartConfig
-from .course_models import (DEFAULT_VOCAB_SIZE, _check_budget, _course_model, shakespeare_wordpiece, split_plays,
-                            speech_texts)
+from .course_models import (DEFAULT_VOCAB_SIZE, check_budget, pretrained_course_model, shakespeare_wordpiece,
+                            split_plays, speech_texts)
 from .data import Play
 from .denoising import text_infilling
 from .wordpiece import WordPieceTokenizer
@@ -59,7 +59,7 @@ class BartRecipe:
 
 def bart_recipe(budget: str | None = None) -> BartRecipe:
     """The recipe of notebook 19 for ``budget`` ("small" or "full"; None: the current PTLM_BUDGET)."""
-    if _check_budget(budget) == "small":
+    if check_budget(budget) == "small":
         return BartRecipe(steps=40, warmup_steps=5, eval_every=20, eval_batches=3)
     return BartRecipe()
 
@@ -123,6 +123,8 @@ def course_bart(budget: str | None = None, progress: bool = True, recipe: BartRe
     """The course's pretrained encoder–decoder (notebook 19): ``(model, tokenizer, info)``; trains once on the
     first call (about a minute and a half at the full budget on a laptop CPU), then loads from the cache.
     ``info["final"]["val_loss"]``: the denoising loss on the held-out plays."""
-    return _course_model("bart", budget, progress, recipe, BartRecipe, bart_recipe,
-                         lambda r, _: bart_config(r, shakespeare_wordpiece(r.vocab_size)), Bart, infilling_get_batch,
-                         seq2seq_loss)
+    def make_config(r: BartRecipe, _vocab_size: int) -> BartConfig:
+        return bart_config(r, shakespeare_wordpiece(r.vocab_size))
+
+    return pretrained_course_model("bart", budget, progress, recipe, BartRecipe, bart_recipe, make_config, Bart,
+                                   infilling_get_batch, seq2seq_loss)
