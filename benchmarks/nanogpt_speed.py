@@ -39,7 +39,7 @@ from ptlm_course.attention import use_fused_attention
 from ptlm_course.gpt import GPT, GPTConfig
 from ptlm_course.training import make_optimizer
 
-RECIPE = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, vocab_size=65)
+RECIPE = dict(n_layers=4, n_heads=4, d_model=128, block_size=64, batch_size=12, vocab_size=65)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -49,28 +49,28 @@ RECIPE = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, voc
 class RefAttention(nn.Module):
     """Causal self-attention with one (C -> 3C) projection for q, k and v and PyTorch's SDPA kernel."""
 
-    def __init__(self, n_embd: int, n_head: int, bias: bool):
+    def __init__(self, d_model: int, n_heads: int, bias: bool):
         super().__init__()
-        self.n_head = n_head
-        self.qkv = nn.Linear(n_embd, 3 * n_embd, bias=bias)
-        self.proj = nn.Linear(n_embd, n_embd, bias=bias)
+        self.n_heads = n_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)
+        self.proj = nn.Linear(d_model, d_model, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)                                 # 3 x (B, T, C)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, H, T, d)
+        q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))  # (B, H, T, d)
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)           # (B, H, T, d)
         return self.proj(y.transpose(1, 2).contiguous().view(B, T, C))        # (B, T, C)
 
 
 class RefBlock(nn.Module):
-    def __init__(self, n_embd: int, n_head: int, bias: bool):
+    def __init__(self, d_model: int, n_heads: int, bias: bool):
         super().__init__()
-        self.ln1 = nn.LayerNorm(n_embd, bias=bias)
-        self.attn = RefAttention(n_embd, n_head, bias)
-        self.ln2 = nn.LayerNorm(n_embd, bias=bias)
-        self.mlp = nn.Sequential(nn.Linear(n_embd, 4 * n_embd, bias=bias), nn.GELU(),
-                                 nn.Linear(4 * n_embd, n_embd, bias=bias))
+        self.ln1 = nn.LayerNorm(d_model, bias=bias)
+        self.attn = RefAttention(d_model, n_heads, bias)
+        self.ln2 = nn.LayerNorm(d_model, bias=bias)
+        self.mlp = nn.Sequential(nn.Linear(d_model, 4 * d_model, bias=bias), nn.GELU(),
+                                 nn.Linear(4 * d_model, d_model, bias=bias))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln1(x))                                        # (B, T, C)
@@ -78,13 +78,13 @@ class RefBlock(nn.Module):
 
 
 class RefGPT(nn.Module):
-    def __init__(self, vocab_size: int, block_size: int, n_layer: int, n_head: int, n_embd: int, bias: bool):
+    def __init__(self, vocab_size: int, block_size: int, n_layers: int, n_heads: int, d_model: int, bias: bool):
         super().__init__()
-        self.wte = nn.Embedding(vocab_size, n_embd)
-        self.wpe = nn.Embedding(block_size, n_embd)
-        self.blocks = nn.ModuleList(RefBlock(n_embd, n_head, bias) for _ in range(n_layer))
-        self.ln_f = nn.LayerNorm(n_embd, bias=bias)
-        self.head = nn.Linear(n_embd, vocab_size, bias=False)
+        self.wte = nn.Embedding(vocab_size, d_model)
+        self.wpe = nn.Embedding(block_size, d_model)
+        self.blocks = nn.ModuleList(RefBlock(d_model, n_heads, bias) for _ in range(n_layers))
+        self.ln_f = nn.LayerNorm(d_model, bias=bias)
+        self.head = nn.Linear(d_model, vocab_size, bias=False)
         self.head.weight = self.wte.weight                                    # tied
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Embedding)):
@@ -108,9 +108,9 @@ class RefGPT(nn.Module):
 def build_models(bias: bool = True, device: str = "cpu") -> dict[str, nn.Module]:
     r = RECIPE
     torch.manual_seed(0)
-    reference = RefGPT(r["vocab_size"], r["block_size"], r["n_layer"], r["n_head"], r["n_embd"], bias)
-    config = GPTConfig(vocab_size=r["vocab_size"], block_size=r["block_size"], n_layer=r["n_layer"],
-                       n_head=r["n_head"], n_embd=r["n_embd"], dropout=0.0, bias=bias)
+    reference = RefGPT(r["vocab_size"], r["block_size"], r["n_layers"], r["n_heads"], r["d_model"], bias)
+    config = GPTConfig(vocab_size=r["vocab_size"], block_size=r["block_size"], n_layers=r["n_layers"],
+                       n_heads=r["n_heads"], d_model=r["d_model"], dropout=0.0, bias=bias)
     ours = {name: GPT(config) for name in ARMS}
     for name, model in ours.items():
         model.load_state_dict(ours["notebooks"].state_dict())
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     torch.set_num_threads(args.threads)
     medians, ratios = measure(args.repeats, args.warmup, args.bias, args.device)
     r = RECIPE
-    print(f"nanoGPT CPU recipe: L={r['n_layer']} H={r['n_head']} C={r['n_embd']} T={r['block_size']} "
+    print(f"nanoGPT CPU recipe: L={r['n_layers']} H={r['n_heads']} C={r['d_model']} T={r['block_size']} "
           f"B={r['batch_size']} V={r['vocab_size']}, bias={args.bias}, {args.device}, {args.threads} thread(s), "
           f"torch {torch.__version__}; {args.repeats} rounds")
     print(f"  {'model':12s} {'median step':>12s}   reference / ours: median of the rounds' ratios")

@@ -122,8 +122,8 @@ def gpt_case(args, device):
         ids, vocab_size = shakespeare_ids()
     else:
         ids, vocab_size = None, args.vocab_size
-    config = GPTConfig(vocab_size=vocab_size, block_size=T, n_layer=args.n_layer, n_head=args.n_head,
-                       n_embd=args.n_embd, dropout=args.dropout)
+    config = GPTConfig(vocab_size=vocab_size, block_size=T, n_layers=args.n_layers, n_heads=args.n_heads,
+                       d_model=args.d_model, dropout=args.dropout)
     model = GPT(config).to(device)
     generator = torch.Generator().manual_seed(0)
 
@@ -144,8 +144,8 @@ def gpt_case(args, device):
 def bert_case(args, device):
     """A BertForPreTraining and a function giving MLM + NSP batches (15% of the positions masked)."""
     B, T = args.batch_size, args.block_size
-    config = BertConfig(vocab_size=args.bert_vocab_size, hidden_size=args.n_embd, num_layers=args.n_layer,
-                        num_heads=args.n_head, intermediate_size=4 * args.n_embd, max_position_embeddings=T,
+    config = BertConfig(vocab_size=args.bert_vocab_size, d_model=args.d_model, n_layers=args.n_layers,
+                        n_heads=args.n_heads, d_ff=4 * args.d_model, max_position_embeddings=T,
                         dropout=args.dropout, attention_dropout=args.dropout)
     model = BertForPreTraining(config).to(device)
     generator = torch.Generator().manual_seed(0)
@@ -233,9 +233,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--data", choices=["random", "shakespeare"], default="random",
                         help="GPT batches: random ids or Shakespeare characters (BERT always random)")
-    parser.add_argument("--n-layer", type=int, default=4)
-    parser.add_argument("--n-head", type=int, default=4)
-    parser.add_argument("--n-embd", type=int, default=128)
+    parser.add_argument("--n-layers", type=int, default=4)
+    parser.add_argument("--n-heads", type=int, default=4)
+    parser.add_argument("--d-model", type=int, default=128)
     parser.add_argument("--block-size", type=int, default=64, help="T, tokens per sequence")
     parser.add_argument("--batch-size", type=int, default=12)
     parser.add_argument("--vocab-size", type=int, default=65, help="GPT vocabulary (65 ~ Shakespeare characters)")
@@ -252,7 +252,7 @@ def main() -> None:
                         help="gpt2-small: L=12 H=12 C=768 T=1024 V=50257 (BERT 30522), B=8")
     args = parser.parse_args()
     if args.preset == "gpt2-small":
-        args.n_layer, args.n_head, args.n_embd, args.block_size = 12, 12, 768, 1024
+        args.n_layers, args.n_heads, args.d_model, args.block_size = 12, 12, 768, 1024
         args.vocab_size, args.bert_vocab_size, args.batch_size = 50257, 30522, 8
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     if not set(variants) <= {"readable", "fast"}:
@@ -268,11 +268,11 @@ def main() -> None:
     names = list(cases) if args.model == "both" else [args.model]
 
     # Model-sized reference: the geometric mean of the token matmul (B*T) x C x 4C, rounded to 32.
-    C, tokens = args.n_embd, args.batch_size * args.block_size
+    C, tokens = args.d_model, args.batch_size * args.block_size
     n_ref = args.matmul_size or max(32, 32 * round((tokens * C * 4 * C) ** (1 / 3) / 32))
     print(f"device: {device}, torch {torch.__version__}, threads: {torch.get_num_threads()}, "
           f"steps: {args.steps} (+{args.warmup} warm-up), B={args.batch_size}, T={args.block_size}, "
-          f"L={args.n_layer}, H={args.n_head}, C={C}, dropout={args.dropout}, data: {args.data}, "
+          f"L={args.n_layers}, H={args.n_heads}, C={C}, dropout={args.dropout}, data: {args.data}, "
           f"precision: {args.precision}{', compiled' if args.compile else ''}")
     big_before = matmul_flops_per_second(big_n, device, repeats=10, dtype=dtype)
     runs = [(name, variant, *training_step(cases[name], variant, args, device))

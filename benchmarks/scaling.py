@@ -1,7 +1,7 @@
 """Data-parallel scaling on the CPU: training tokens/s of the course's loop in 1 process and in N under torchrun.
 
     python benchmarks/scaling.py [--processes 1,2] [--threads 1] [--steps 30] [--batch-size 16]
-                                 [--n-layer 4] [--n-embd 128] [--block-size 64]
+                                 [--n-layers 4] [--d-model 128] [--block-size 64]
 
 Trains ``ptlm_course.gpt.GPT`` with ``ptlm_course.distributed.train`` (the shared loop wrapped in gloo
 DistributedDataParallel under torchrun) on random character ids, with the same **global** batch in every
@@ -35,8 +35,8 @@ def worker(args) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     V, T, B = 65, args.block_size, args.batch_size
-    model = GPT(GPTConfig(vocab_size=V, block_size=T, n_layer=args.n_layer, n_head=args.n_head,
-                          n_embd=args.n_embd, dropout=0.0))
+    model = GPT(GPTConfig(vocab_size=V, block_size=T, n_layers=args.n_layers, n_heads=args.n_heads,
+                          d_model=args.d_model, dropout=0.0))
     data = torch.randint(0, V, (4096, T + 1), generator=torch.Generator().manual_seed(1))
 
     def get_batch(split, generator):                        # the global batch (B, T + 1) -> inputs, targets
@@ -59,8 +59,8 @@ def worker(args) -> None:
 def run(n: int, args, out: Path) -> dict:
     """Launch a run of ``n`` processes (torchrun for n > 1) and read what rank 0 wrote."""
     forwarded = ["--worker", "--out", str(out), "--threads", str(args.threads), "--steps", str(args.steps),
-                 "--warmup", str(args.warmup), "--batch-size", str(args.batch_size), "--n-layer", str(args.n_layer),
-                 "--n-head", str(args.n_head), "--n-embd", str(args.n_embd), "--block-size", str(args.block_size)]
+                 "--warmup", str(args.warmup), "--batch-size", str(args.batch_size), "--n-layers", str(args.n_layers),
+                 "--n-heads", str(args.n_heads), "--d-model", str(args.d_model), "--block-size", str(args.block_size)]
     launcher = [sys.executable] if n == 1 else [sys.executable, "-m", "torch.distributed.run", "--standalone",
                                                f"--nproc_per_node={n}"]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
@@ -75,9 +75,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5, help="first steps left out of the median")
     parser.add_argument("--batch-size", type=int, default=16, help="the global batch B (divisible by each N)")
-    parser.add_argument("--n-layer", type=int, default=4)
-    parser.add_argument("--n-head", type=int, default=4)
-    parser.add_argument("--n-embd", type=int, default=128)
+    parser.add_argument("--n-layers", type=int, default=4)
+    parser.add_argument("--n-heads", type=int, default=4)
+    parser.add_argument("--d-model", type=int, default=128)
     parser.add_argument("--block-size", type=int, default=64)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help=argparse.SUPPRESS)
@@ -89,7 +89,7 @@ def main() -> None:
         parser.error(f"--batch-size {args.batch_size} should be divisible by every process count in {counts}")
     if args.steps <= args.warmup:
         parser.error("--steps should be larger than --warmup")
-    print(f"GPT L={args.n_layer} H={args.n_head} C={args.n_embd} T={args.block_size}, global batch "
+    print(f"GPT L={args.n_layers} H={args.n_heads} C={args.d_model} T={args.block_size}, global batch "
           f"B={args.batch_size}, {args.threads} thread(s) per process, {args.steps} steps (median after "
           f"{args.warmup}), CPU cores visible: {os.cpu_count()}")
     results = {}

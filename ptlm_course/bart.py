@@ -40,8 +40,8 @@ class BartConfig:
     d_model: int = 768
     n_heads: int = 12
     d_ff: int = 3072
-    encoder_layers: int = 6
-    decoder_layers: int = 6
+    n_encoder_layers: int = 6
+    n_decoder_layers: int = 6
     max_position_embeddings: int = 1024
     dropout: float = 0.1               # on embeddings and on each residual branch
     attention_dropout: float = 0.0     # on the attention weights
@@ -56,7 +56,7 @@ class BartConfig:
 
     # our name -> the name in a Hugging Face config.json
     HF_NAMES = {"vocab_size": "vocab_size", "d_model": "d_model", "n_heads": "encoder_attention_heads",
-                "d_ff": "encoder_ffn_dim", "encoder_layers": "encoder_layers", "decoder_layers": "decoder_layers",
+                "d_ff": "encoder_ffn_dim", "n_encoder_layers": "encoder_layers", "n_decoder_layers": "decoder_layers",
                 "max_position_embeddings": "max_position_embeddings", "dropout": "dropout",
                 "attention_dropout": "attention_dropout", "activation_dropout": "activation_dropout",
                 "scale_embedding": "scale_embedding", "pad_token_id": "pad_token_id", "bos_token_id": "bos_token_id",
@@ -141,9 +141,9 @@ class Bart(nn.Module):
             TransformerBlock(c.d_model, c.n_heads, c.d_ff, dropout=c.dropout, norm_first=False,
                              activation="gelu", layer_norm_eps=c.layer_norm_eps,
                              attention_dropout=c.attention_dropout, ffn_dropout=c.activation_dropout)
-            for _ in range(c.encoder_layers))
+            for _ in range(c.n_encoder_layers))
         self.decoder_embeddings = BartEmbeddings(c, self.shared)
-        self.decoder = nn.ModuleList(DecoderBlock(c) for _ in range(c.decoder_layers))
+        self.decoder = nn.ModuleList(DecoderBlock(c) for _ in range(c.n_decoder_layers))
         self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
         self.lm_head.weight = self.shared.weight               # tied: one (V, C) tensor
         self.register_buffer("final_logits_bias", torch.zeros(1, c.vocab_size))   # (1, V) as in Hugging Face

@@ -44,10 +44,10 @@ __all__ = [
 class BertConfig:
     """BERT's hyper-parameters; the defaults are BERT-base (uncased)."""
     vocab_size: int = 30522
-    hidden_size: int = 768
-    num_layers: int = 12
-    num_heads: int = 12
-    intermediate_size: int = 3072
+    d_model: int = 768
+    n_layers: int = 12
+    n_heads: int = 12
+    d_ff: int = 3072
     max_position_embeddings: int = 512
     type_vocab_size: int = 2
     dropout: float = 0.1               # on embeddings and on each residual branch
@@ -58,8 +58,8 @@ class BertConfig:
 
     # our name -> the name in a Hugging Face config.json
     HF_NAMES = {
-        "vocab_size": "vocab_size", "hidden_size": "hidden_size", "num_layers": "num_hidden_layers",
-        "num_heads": "num_attention_heads", "intermediate_size": "intermediate_size",
+        "vocab_size": "vocab_size", "d_model": "hidden_size", "n_layers": "num_hidden_layers",
+        "n_heads": "num_attention_heads", "d_ff": "intermediate_size",
         "max_position_embeddings": "max_position_embeddings", "type_vocab_size": "type_vocab_size",
         "dropout": "hidden_dropout_prob", "attention_dropout": "attention_probs_dropout_prob",
         "layer_norm_eps": "layer_norm_eps", "pad_token_id": "pad_token_id",
@@ -67,14 +67,14 @@ class BertConfig:
     }
 
     def __post_init__(self):
-        for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
+        for name in ("vocab_size", "d_model", "n_layers", "n_heads", "d_ff",
                      "max_position_embeddings", "type_vocab_size"):
             value = getattr(self, name)
             if not is_int(value) or value <= 0:
                 raise ValueError(f"BertConfig.{name} should be a positive integer, but got {describe(value)}.")
-        if self.hidden_size % self.num_heads:
-            raise ValueError(f"BertConfig.hidden_size ({self.hidden_size}) should be divisible by "
-                             f"num_heads ({self.num_heads}), but it is not.")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"BertConfig.d_model ({self.d_model}) should be divisible by "
+                             f"n_heads ({self.n_heads}), but it is not.")
         for name in ("dropout", "attention_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"BertConfig.{name} should be a probability in [0, 1), "
@@ -107,7 +107,7 @@ class BertEmbeddings(nn.Module):
 
     def __init__(self, config: BertConfig):
         super().__init__()
-        C = config.hidden_size
+        C = config.d_model
         self.word = nn.Embedding(config.vocab_size, C, padding_idx=config.pad_token_id)
         self.position = nn.Embedding(config.max_position_embeddings, C)
         self.segment = nn.Embedding(config.type_vocab_size, C)
@@ -123,7 +123,7 @@ class BertEmbeddings(nn.Module):
 
 
 class BERT(nn.Module):
-    """The BERT encoder: embeddings, ``num_layers`` post-LayerNorm Transformer blocks and a pooler."""
+    """The BERT encoder: embeddings, ``n_layers`` post-LayerNorm Transformer blocks and a pooler."""
 
     def __init__(self, config: BertConfig, add_pooler: bool = True):
         super().__init__()
@@ -131,8 +131,8 @@ class BERT(nn.Module):
             raise TypeError(f"`config` should be a BertConfig, but got {describe(config)}.")
         self.config = config
         self.embeddings = BertEmbeddings(config)
-        self.blocks = nn.ModuleList(_bert_block(config) for _ in range(config.num_layers))
-        self.pooler = nn.Linear(config.hidden_size, config.hidden_size) if add_pooler else None
+        self.blocks = nn.ModuleList(_bert_block(config) for _ in range(config.n_layers))
+        self.pooler = nn.Linear(config.d_model, config.d_model) if add_pooler else None
         self.apply(lambda m: _init_weights(m, config.initializer_range))
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
@@ -183,7 +183,7 @@ def _bert_block(config: BertConfig) -> TransformerBlock:
     """A post-LayerNorm encoder block with BERT's dropout placement."""
     # BERT drops out the attention weights with their own probability, and has no dropout between
     # the two feed-forward layers (only on the feed-forward output, as on the attention output).
-    block = TransformerBlock(config.hidden_size, config.num_heads, d_ff=config.intermediate_size,
+    block = TransformerBlock(config.d_model, config.n_heads, d_ff=config.d_ff,
                              dropout=config.dropout, attention_dropout=config.attention_dropout, ffn_dropout=0.0,
                              norm_first=False, causal=False, activation="gelu", layer_norm_eps=config.layer_norm_eps)
     block.check_inputs = False                  # BERT.forward checks the ids and the mask where they enter
@@ -216,7 +216,7 @@ class MaskedLMHead(nn.Module):
 
     def __init__(self, config: BertConfig, word_embeddings: nn.Embedding):
         super().__init__()
-        C, V = config.hidden_size, config.vocab_size
+        C, V = config.d_model, config.vocab_size
         self.dense = nn.Linear(C, C)
         self.act = nn.GELU()
         self.ln = nn.LayerNorm(C, eps=config.layer_norm_eps)
@@ -238,7 +238,7 @@ class BertForPreTraining(nn.Module):
         self.config = config
         self.bert = BERT(config)
         self.mlm_head = MaskedLMHead(config, self.bert.embeddings.word)
-        self.nsp_head = nn.Linear(config.hidden_size, 2)
+        self.nsp_head = nn.Linear(config.d_model, 2)
         for m in (self.mlm_head.dense, self.mlm_head.ln, self.nsp_head):
             _init_weights(m, config.initializer_range)
 
@@ -295,7 +295,7 @@ class BertForSequenceClassification(nn.Module):
         self.config, self.num_labels, self.pooling = config, num_labels, pooling
         self.bert = BERT(config)
         self.dropout = nn.Dropout(config.dropout)
-        self.classifier = nn.Linear(config.hidden_size, num_labels)
+        self.classifier = nn.Linear(config.d_model, num_labels)
         _init_weights(self.classifier, config.initializer_range)
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None,
@@ -349,7 +349,7 @@ class BertForTokenClassification(nn.Module):
         self.config, self.num_labels = config, num_labels
         self.bert = BERT(config, add_pooler=False)
         self.dropout = nn.Dropout(config.dropout)
-        self.classifier = nn.Linear(config.hidden_size, num_labels)
+        self.classifier = nn.Linear(config.d_model, num_labels)
         _init_weights(self.classifier, config.initializer_range)
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None,
@@ -388,7 +388,7 @@ class BertForQuestionAnswering(nn.Module):
         super().__init__()
         self.config = config
         self.bert = BERT(config, add_pooler=False)
-        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self.qa_outputs = nn.Linear(config.d_model, 2)
         _init_weights(self.qa_outputs, config.initializer_range)
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None,

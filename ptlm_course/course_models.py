@@ -56,10 +56,10 @@ SPLIT = {"val_fraction": 0.1, "seed": 0}   # held-out plays: the same split as n
 class BertRecipe:
     """Everything that decides the pretrained BERT: tokenizer, model size, data, optimisation, seed."""
     vocab_size: int = DEFAULT_VOCAB_SIZE
-    hidden_size: int = 128
-    num_layers: int = 2
-    num_heads: int = 4
-    intermediate_size: int = 512
+    d_model: int = 128
+    n_layers: int = 2
+    n_heads: int = 4
+    d_ff: int = 512
     max_length: int = 64            # [CLS] A [SEP] B [SEP] plus padding
     n_pairs: int = 20_000           # NSP pairs tokenized once from the training plays (masking is redone per batch)
     n_val_pairs: int = 1_000        # from the held-out plays
@@ -82,9 +82,9 @@ class BertRecipe:
 class GPTRecipe:
     """Everything that decides the pretrained GPT; by default the same size and tokens per step as BERT's."""
     vocab_size: int = DEFAULT_VOCAB_SIZE
-    n_embd: int = 128
-    n_layer: int = 2
-    n_head: int = 4
+    d_model: int = 128
+    n_layers: int = 2
+    n_heads: int = 4
     block_size: int = 64
     batch_size: int = 32
     steps: int = 3000
@@ -216,9 +216,9 @@ def build_bert(recipe: BertRecipe, vocab_size: int | None = None) -> BertForPreT
 def bert_config(recipe: BertRecipe, vocab_size: int | None = None) -> BertConfig:
     """The BertConfig of a recipe's model (``vocab_size`` overrides the recipe's)."""
     # No dropout: a model trained for minutes underfits, dropout would only slow it down.
-    return BertConfig(vocab_size=vocab_size or recipe.vocab_size, hidden_size=recipe.hidden_size,
-                      num_layers=recipe.num_layers,
-                      num_heads=recipe.num_heads, intermediate_size=recipe.intermediate_size,
+    return BertConfig(vocab_size=vocab_size or recipe.vocab_size, d_model=recipe.d_model,
+                      n_layers=recipe.n_layers,
+                      n_heads=recipe.n_heads, d_ff=recipe.d_ff,
                       max_position_embeddings=recipe.max_length, dropout=0.0, attention_dropout=0.0,
                       initializer_range=recipe.initializer_range)
 
@@ -287,8 +287,8 @@ def build_gpt(recipe: GPTRecipe, vocab_size: int | None = None) -> GPT:
 def gpt_config(recipe: GPTRecipe, vocab_size: int | None = None) -> GPTConfig:
     """The GPTConfig of a recipe's model (``vocab_size`` overrides the recipe's), without dropout."""
     return GPTConfig(vocab_size=vocab_size or recipe.vocab_size, block_size=recipe.block_size,
-                     n_layer=recipe.n_layer,
-                     n_head=recipe.n_head, n_embd=recipe.n_embd, dropout=0.0)
+                     n_layers=recipe.n_layers,
+                     n_heads=recipe.n_heads, d_model=recipe.d_model, dropout=0.0)
 
 
 def course_gpt(budget: str | None = None, progress: bool = True, recipe: GPTRecipe | None = None

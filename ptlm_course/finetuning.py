@@ -221,11 +221,11 @@ def make_get_batch(train_data: dict, val_data: dict | None = None, batch_size: i
 
 
 def model_inputs(model: nn.Module, batch: dict) -> dict:
-    """The keyword arguments of the model's forward for a batch: BERT takes input_ids + token_type_ids, GPT idx."""
+    """The keyword arguments of the model's forward for a batch: input_ids and attention_mask, and
+    token_type_ids for a model that reads segments (BERT does, GPT has none)."""
     inner = getattr(model, "module", model)                 # a DistributedDataParallel wrapper
     params = inspect.signature(inner.forward).parameters
-    ids_name = "input_ids" if "input_ids" in params else "idx"
-    kwargs = {ids_name: batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    kwargs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
     if "token_type_ids" in params and "token_type_ids" in batch:
         kwargs["token_type_ids"] = batch["token_type_ids"]
     return kwargs

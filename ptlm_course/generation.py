@@ -2,7 +2,7 @@
 
 Shapes: ``B`` batch, ``T`` positions, ``V`` vocabulary size.
 
-    logits  = model(idx)[0][:, -1, :]            (B, V) scores for the token after each sequence
+    logits  = model(input_ids)[0][:, -1, :]            (B, V) scores for the token after each sequence
     logits  = logits / temperature               < 1: sharper, > 1: flatter
     logits  = top_k_filter / top_p_filter         drop unlikely tokens (set them to -inf)
     next    = sample from softmax(logits)         or argmax when greedy
@@ -103,19 +103,19 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
 
 
 @torch.no_grad()
-def generate(model, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
+def generate(model, input_ids: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
              top_k: int | None = None, top_p: float | None = None, greedy: bool = False,
              use_cache: bool = True, generator: torch.Generator | None = None,
              eos_token_id: int | None = None) -> torch.Tensor:
-    """Extend each prompt in ``idx`` (B, T) by up to ``max_new_tokens`` tokens; returns (B, T + new).
+    """Extend each prompt in ``input_ids`` (B, T) by up to ``max_new_tokens`` tokens; returns (B, T + new).
 
-    ``model`` is a :class:`~ptlm_course.gpt.GPT` (or anything with ``config.block_size``, ``forward(idx)``
+    ``model`` is a :class:`~ptlm_course.gpt.GPT` (or anything with ``config.block_size``, ``forward(input_ids)``
     returning ``(logits, loss)`` and, for ``use_cache``, ``new_kv_cache()``). It runs in eval mode (no
     dropout) and is put back in its previous mode afterwards. ``generator`` makes sampling reproducible.
     After a sequence emits ``eos_token_id`` it gets only ``eos_token_id`` (as padding); generation stops
     early once every sequence has finished.
     """
-    expect_tensor(idx, "idx", 2, "(B, T) of token ids")
+    expect_tensor(input_ids, "input_ids", 2, "(B, T) of token ids")
     if not is_int(max_new_tokens) or max_new_tokens < 0:
         raise ValueError(f"`max_new_tokens` should be a non-negative integer, but got {describe(max_new_tokens)}.")
     if not greedy:                                  # check the settings once, before the loop
@@ -130,23 +130,23 @@ def generate(model, idx: torch.Tensor, max_new_tokens: int, temperature: float =
     model.eval()
     try:
         cache = model.new_kv_cache() if use_cache else None
-        unseen = idx[:, -block_size:]               # (B, T') tokens the cache has not seen yet
-        finished = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)   # (B,)
+        unseen = input_ids[:, -block_size:]               # (B, T') tokens the cache has not seen yet
+        finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)   # (B,)
         for _ in range(max_new_tokens):
             if cache is not None and cache[0].length + unseen.shape[1] > block_size:
                 cache = None                        # full: positions cannot go past block_size
             if cache is None:
-                logits, _ = model(idx[:, -block_size:])             # (B, T, V), the whole (cropped) context
+                logits, _ = model(input_ids[:, -block_size:])             # (B, T, V), the whole (cropped) context
             else:
                 logits, _ = model(unseen, kv_cache=cache)           # (B, T', V), only the new tokens
             next_token = sample_next(logits[:, -1, :], temperature, top_k, top_p, greedy, generator)  # (B, 1)
             if eos_token_id is not None:
                 next_token = next_token.masked_fill(finished[:, None], eos_token_id)
                 finished |= next_token[:, 0] == eos_token_id
-            idx = torch.cat([idx, next_token], dim=1)               # (B, T + 1)
+            input_ids = torch.cat([input_ids, next_token], dim=1)               # (B, T + 1)
             unseen = next_token
             if eos_token_id is not None and finished.all():
                 break
     finally:
         model.train(was_training)
-    return idx
+    return input_ids

@@ -1,9 +1,9 @@
 """GPT: a decoder-only Transformer language model with exactly GPT-2's architecture (Part 2).
 
-Shapes: ``B`` batch, ``T`` positions, ``C`` width (``n_embd``), ``V`` vocabulary size.
+Shapes: ``B`` batch, ``T`` positions, ``C`` width (``d_model``), ``V`` vocabulary size.
 
-    x      = dropout(wte[idx] + wpe[0..T-1])              token + learned position embeddings
-    x      = n_layer pre-LayerNorm causal blocks          position t sees only 0..t
+    x      = dropout(wte[input_ids] + wpe[0..T-1])        token + learned position embeddings
+    x      = n_layers pre-LayerNorm causal blocks         position t sees only 0..t
     logits = ln_f(x) @ wte.weight.T                       the output head reuses the token embedding
 
 For generation, ``cache = model.new_kv_cache()`` then ``model(new_ids, kv_cache=cache)`` feeds only the new
@@ -36,21 +36,21 @@ class GPTConfig:
     """GPT's hyper-parameters; the defaults are GPT-2 small (124M parameters)."""
     vocab_size: int = 50257
     block_size: int = 1024          # the longest context: number of learned positions
-    n_layer: int = 12
-    n_head: int = 12
-    n_embd: int = 768
+    n_layers: int = 12
+    n_heads: int = 12
+    d_model: int = 768
     dropout: float = 0.1            # on the embeddings, the attention weights and each residual branch
     bias: bool = True               # biases in the Linear layers and LayerNorms
     layer_norm_eps: float = 1e-5
 
     def __post_init__(self):
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+        for name in ("vocab_size", "block_size", "n_layers", "n_heads", "d_model"):
             value = getattr(self, name)
             if not is_int(value) or value <= 0:
                 raise ValueError(f"GPTConfig.{name} should be a positive integer, but got {describe(value)}.")
-        if self.n_embd % self.n_head:
-            raise ValueError(f"GPTConfig.n_embd ({self.n_embd}) should be divisible by n_head ({self.n_head}) "
-                             "so that every head gets n_embd / n_head channels, but it is not.")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"GPTConfig.d_model ({self.d_model}) should be divisible by n_heads ({self.n_heads}) "
+                             "so that every head gets d_model / n_heads channels, but it is not.")
         if not is_number(self.dropout) \
                 or not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"GPTConfig.dropout should be a probability in [0, 1), but got {describe(self.dropout)}.")
@@ -78,39 +78,39 @@ class GPTConfig:
             if not ok:
                 raise ValueError(f"This GPT implements plain GPT-2 only, but the config sets {key} = {hf[key]!r}.")
         return cls(vocab_size=hf["vocab_size"], block_size=hf.get("n_positions", hf.get("n_ctx")),
-                   n_layer=hf["n_layer"], n_head=hf["n_head"], n_embd=hf["n_embd"],
+                   n_layers=hf["n_layer"], n_heads=hf["n_head"], d_model=hf["n_embd"],
                    dropout=float(hf.get("resid_pdrop", 0.1)), bias=True,
                    layer_norm_eps=float(hf.get("layer_norm_epsilon", 1e-5)))
 
 
 class GPT(nn.Module):
-    """GPT-2: token + position embeddings, ``n_layer`` causal pre-LN blocks, final LayerNorm, tied output head."""
+    """GPT-2: token + position embeddings, ``n_layers`` causal pre-LN blocks, final LayerNorm, tied output head."""
 
     def __init__(self, config: GPTConfig):
         super().__init__()
         if not isinstance(config, GPTConfig):
             raise TypeError(f"`GPT` expects a GPTConfig, but got {describe(config)}.")
         self.config = c = config
-        self.wte = nn.Embedding(c.vocab_size, c.n_embd)      # token embedding   (V, C)
-        self.wpe = nn.Embedding(c.block_size, c.n_embd)      # position embedding (block_size, C)
+        self.wte = nn.Embedding(c.vocab_size, c.d_model)     # token embedding   (V, C)
+        self.wpe = nn.Embedding(c.block_size, c.d_model)     # position embedding (block_size, C)
         self.drop = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(
-            TransformerBlock(c.n_embd, c.n_head, 4 * c.n_embd, dropout=c.dropout, ffn_dropout=0.0,  # as GPT-2
+            TransformerBlock(c.d_model, c.n_heads, 4 * c.d_model, dropout=c.dropout, ffn_dropout=0.0,  # as GPT-2
                              norm_first=True, causal=True, activation="gelu_tanh",
                              layer_norm_eps=c.layer_norm_eps, bias=c.bias)
-            for _ in range(c.n_layer)
+            for _ in range(c.n_layers)
         )
         for block in self.blocks:
-            block.check_inputs = False                       # forward checks idx where it enters
-        self.ln_f = nn.LayerNorm(c.n_embd, eps=c.layer_norm_eps, bias=c.bias)
-        self.lm_head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
+            block.check_inputs = False                       # forward checks input_ids where it enters
+        self.ln_f = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps, bias=c.bias)
+        self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight                # weight tying: one (V, C) tensor for both
         self.apply(self._init_weights)
-        # GPT-2 scales the projections that write into the residual stream by 1/sqrt(2 * n_layer):
+        # GPT-2 scales the projections that write into the residual stream by 1/sqrt(2 * n_layers):
         # each block adds two of them, so the residual stream's variance stays the same with depth.
         for block in self.blocks:
             for proj in (block.attn.out_proj, block.ffn.fc2):
-                nn.init.normal_(proj.weight, mean=0.0, std=0.02 / math.sqrt(2 * c.n_layer))
+                nn.init.normal_(proj.weight, mean=0.0, std=0.02 / math.sqrt(2 * c.n_layers))
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -119,19 +119,19 @@ class GPT(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+    def forward(self, input_ids: torch.Tensor, targets: torch.Tensor | None = None,
                 kv_cache: list[KVCache] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """idx (B, T) token ids -> (logits (B, T, V), loss or None).
+        """input_ids (B, T) token ids -> (logits (B, T, V), loss or None).
 
         ``targets`` (B, T) holds the id that should come *after* each position (the caller shifts:
-        ``targets[:, t] = idx[:, t + 1]``); positions with -100 are ignored by the cross-entropy.
+        ``targets[:, t] = input_ids[:, t + 1]``); positions with -100 are ignored by the cross-entropy.
         ``kv_cache`` (from :meth:`new_kv_cache`) holds the keys/values of earlier positions, so only
         the new tokens need to be fed; it is updated in place.
         """
-        past = self._check_inputs(idx, targets, kv_cache)
-        B, T = idx.shape
-        positions = torch.arange(past, past + T, device=idx.device)  # (T,)
-        x = self.drop(self.wte(idx) + self.wpe(positions))           # (B, T, C) + (T, C)
+        past = self._check_inputs(input_ids, targets, kv_cache)
+        B, T = input_ids.shape
+        positions = torch.arange(past, past + T, device=input_ids.device)  # (T,)
+        x = self.drop(self.wte(input_ids) + self.wpe(positions))           # (B, T, C) + (T, C)
         caches = [None] * len(self.blocks) if kv_cache is None else kv_cache
         for block, cache in zip(self.blocks, caches):
             x = block(x, kv_cache=cache)                             # (B, T, C)
@@ -145,28 +145,29 @@ class GPT(nn.Module):
         """An empty key/value cache: one per block, to pass to ``forward(..., kv_cache=...)``."""
         return [KVCache() for _ in self.blocks]
 
-    def _check_inputs(self, idx, targets, kv_cache) -> int:
+    def _check_inputs(self, input_ids, targets, kv_cache) -> int:
         """Validate the inputs; return how many positions the cache already holds."""
-        expect_tensor(idx, "idx", 2, "(B, T) of token ids")
-        expect_ids_in_vocab(idx, self.config.vocab_size, "idx")
-        if idx.shape[1] == 0:
-            raise ValueError(f"`idx` should hold at least one token per sequence, but got shape {tuple(idx.shape)}.")
+        expect_tensor(input_ids, "input_ids", 2, "(B, T) of token ids")
+        expect_ids_in_vocab(input_ids, self.config.vocab_size, "input_ids")
+        if input_ids.shape[1] == 0:
+            raise ValueError("`input_ids` should hold at least one token per sequence, "
+                             f"but got shape {tuple(input_ids.shape)}.")
         past = 0
         if kv_cache is not None:
             if not isinstance(kv_cache, list) or len(kv_cache) != len(self.blocks):
                 raise ValueError(f"`kv_cache` should be the list of {len(self.blocks)} per-block caches made by "
                                  f"`model.new_kv_cache()`, but got {describe(kv_cache)}.")
             past = kv_cache[0].length
-        T, block_size = idx.shape[1], self.config.block_size
+        T, block_size = input_ids.shape[1], self.config.block_size
         if past + T > block_size:
             seen = f"{past} cached + {T} new = {past + T}" if past else f"T = {T}"
             raise ValueError(f"The model has learned positions for at most block_size = {block_size} tokens, but "
-                             f"got {seen} (`idx` shape {tuple(idx.shape)}). Crop the context, e.g. "
-                             f"idx[:, -{block_size}:].")
+                             f"got {seen} (`input_ids` shape {tuple(input_ids.shape)}). Crop the context, e.g. "
+                             f"input_ids[:, -{block_size}:].")
         if targets is not None:
             expect_tensor(targets, "targets", 2, "(B, T) of next-token ids")
-            if targets.shape != idx.shape:
-                raise ValueError(f"`targets` should have the same shape as `idx` {tuple(idx.shape)}, "
+            if targets.shape != input_ids.shape:
+                raise ValueError(f"`targets` should have the same shape as `input_ids` {tuple(input_ids.shape)}, "
                                  f"but got shape {tuple(targets.shape)}.")
             expect_ids_in_vocab(targets[targets != -100], self.config.vocab_size, "targets (other than -100)")
         return past
@@ -187,11 +188,11 @@ class GPT(nn.Module):
         model.load_state_dict(_convert_hf_state(hf_state, model, path), strict=True)
         return model.eval()
 
-    def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
-        """idx (B, T) -> the final hidden states ln_f(x) (B, T, C): what the LM head reads (used by classifiers)."""
-        self._check_inputs(idx, None, None)
-        positions = torch.arange(idx.shape[1], device=idx.device)   # (T,)
-        x = self.drop(self.wte(idx) + self.wpe(positions))           # (B, T, C)
+    def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """input_ids (B, T) -> the final hidden states ln_f(x) (B, T, C): what the LM head reads (classifiers)."""
+        self._check_inputs(input_ids, None, None)
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)   # (T,)
+        x = self.drop(self.wte(input_ids) + self.wpe(positions))           # (B, T, C)
         for block in self.blocks:
             x = block(x)                                             # (B, T, C)
         return self.ln_f(x)                                          # (B, T, C)
@@ -293,16 +294,16 @@ class GPTForSequenceClassification(nn.Module):
         self.config, self.num_labels, self.pad_id = config, num_labels, pad_id
         self.gpt = GPT(config)
         self.dropout = nn.Dropout(config.dropout)
-        self.classifier = nn.Linear(config.n_embd, num_labels)
+        self.classifier = nn.Linear(config.d_model, num_labels)
         GPT._init_weights(self.classifier)
 
-    def last_token_index(self, idx: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def last_token_index(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B,) the position of each sequence's last real token."""
-        B, T = idx.shape
-        positions = torch.arange(T, device=idx.device).expand(B, T)             # (B, T)
+        B, T = input_ids.shape
+        positions = torch.arange(T, device=input_ids.device).expand(B, T)             # (B, T)
         if attention_mask is not None:
-            if not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != idx.shape:
-                raise ValueError(f"`attention_mask` should have the shape of idx (B, T) = {(B, T)}, "
+            if not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != input_ids.shape:
+                raise ValueError(f"`attention_mask` should have the shape of input_ids (B, T) = {(B, T)}, "
                                  f"but got {describe(attention_mask)}.")
             real = attention_mask.bool()                                         # (B, T)
             lengths = real.sum(dim=1)                                            # (B,)
@@ -314,20 +315,20 @@ class GPTForSequenceClassification(nn.Module):
                                  "rows like 1 1 1 0 0), but got padding elsewhere, e.g. on the left.")
             return lengths - 1
         if self.pad_id is not None:
-            real = idx != self.pad_id                                            # (B, T)
+            real = input_ids != self.pad_id                                            # (B, T)
             return torch.where(real, positions, -1).amax(dim=1).clamp(min=0)     # all padding: position 0
-        return torch.full((B,), T - 1, device=idx.device)
+        return torch.full((B,), T - 1, device=input_ids.device)
 
-    def forward(self, idx: torch.Tensor, attention_mask: torch.Tensor | None = None,
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None) -> ClassificationOutput:
-        """idx (B, T) token ids, padded on the right -> ClassificationOutput(logits (B, num_labels), loss)."""
-        h = self.gpt.hidden_states(idx)                                          # (B, T, C)
-        last = self.last_token_index(idx, attention_mask)                        # (B,)
-        features = h[torch.arange(idx.shape[0], device=idx.device), last]        # (B, C)
+        """input_ids (B, T) token ids, padded on the right -> ClassificationOutput(logits (B, num_labels), loss)."""
+        h = self.gpt.hidden_states(input_ids)                                          # (B, T, C)
+        last = self.last_token_index(input_ids, attention_mask)                        # (B,)
+        features = h[torch.arange(input_ids.shape[0], device=input_ids.device), last]        # (B, C)
         logits = self.classifier(self.dropout(features))                         # (B, num_labels)
         loss = None
         if labels is not None:
-            expect_class_labels(labels, (idx.shape[0],), "labels", self.num_labels, "(B,)")
+            expect_class_labels(labels, (input_ids.shape[0],), "labels", self.num_labels, "(B,)")
             loss = F.cross_entropy(logits, labels)
         return ClassificationOutput(logits, loss)
 

@@ -249,7 +249,7 @@ class PrefixTuning(nn.Module):
         for name in self.names:
             parent, _, child = name.rpartition(".")
             setattr(model.get_submodule(parent), child, PrefixAttention(model.get_submodule(name)))
-        L, C = len(self.names), model.config.hidden_size
+        L, C = len(self.names), model.config.d_model
         weight = model.classifier.weight
         if reparam_hidden is None:
             self.prefix = nn.Parameter(init_std * torch.randn(L, 2, self.n_prefix, C, device=weight.device))
@@ -267,7 +267,7 @@ class PrefixTuning(nn.Module):
         """The prefixes of all layers: (L, 2, n, C), [l, 0] the keys and [l, 1] the values of layer l."""
         if self.prefix is not None:
             return self.prefix
-        L, C = len(self.names), self.model.config.hidden_size
+        L, C = len(self.names), self.model.config.d_model
         return self.mlp(self.table).view(self.n_prefix, L, 2, C).permute(1, 2, 0, 3)   # (L, 2, n, C)
 
     @torch.no_grad()

@@ -38,8 +38,8 @@ class BartRecipe:
     d_model: int = 128
     n_heads: int = 4
     d_ff: int = 512
-    encoder_layers: int = 2
-    decoder_layers: int = 2
+    n_encoder_layers: int = 2
+    n_decoder_layers: int = 2
     max_length: int = 64            # positions of each side
     chunk_length: int = 16          # tokens per pretraining passage (the restoration task's lines are as short)
     mask_ratio: float = 0.3         # BART's setting
@@ -67,7 +67,8 @@ def bart_recipe(budget: str | None = None) -> BartRecipe:
 def bart_config(recipe: BartRecipe, tokenizer: WordPieceTokenizer) -> BartConfig:
     """The BartConfig of a recipe's model on ``tokenizer``'s vocabulary and special tokens, without dropout."""
     return BartConfig(vocab_size=tokenizer.vocab_size, d_model=recipe.d_model, n_heads=recipe.n_heads,
-                      d_ff=recipe.d_ff, encoder_layers=recipe.encoder_layers, decoder_layers=recipe.decoder_layers,
+                      d_ff=recipe.d_ff, n_encoder_layers=recipe.n_encoder_layers,
+                      n_decoder_layers=recipe.n_decoder_layers,
                       max_position_embeddings=recipe.max_length, dropout=0.0, pad_token_id=tokenizer.pad_id,
                       bos_token_id=tokenizer.cls_id, eos_token_id=tokenizer.sep_id,
                       decoder_start_token_id=tokenizer.cls_id, init_std=recipe.init_std)

@@ -37,7 +37,7 @@ def test_autocast_may_mix_dtypes():
 
 
 def test_empty_batch_to_bert():
-    model = BERT(BertConfig(vocab_size=20, hidden_size=8, num_layers=1, num_heads=2, intermediate_size=16,
+    model = BERT(BertConfig(vocab_size=20, d_model=8, n_layers=1, n_heads=2, d_ff=16,
                             max_position_embeddings=16))
     with pytest.raises(ValueError, match=r"at least one token per sequence .* but got shape \(2, 0\)"):
         model(torch.zeros(2, 0, dtype=torch.long))
@@ -108,8 +108,8 @@ def test_models_check_their_input_where_it_enters_and_their_layers_do_not_check_
     from ptlm_course.embeddings import TokenAndPositionEmbedding
     from ptlm_course.gpt import GPT, GPTConfig
 
-    gpt = GPT(GPTConfig(vocab_size=20, block_size=8, n_layer=2, n_head=2, n_embd=8, dropout=0.0))
-    bert = BERT(BertConfig(vocab_size=20, hidden_size=8, num_layers=2, num_heads=2, intermediate_size=16,
+    gpt = GPT(GPTConfig(vocab_size=20, block_size=8, n_layers=2, n_heads=2, d_model=8, dropout=0.0))
+    bert = BERT(BertConfig(vocab_size=20, d_model=8, n_layers=2, n_heads=2, d_ff=16,
                            max_position_embeddings=8))
     block = TransformerBlock(8, 2, 16)
     assert MultiHeadAttention(8, 2).check_inputs and FeedForward(8).check_inputs and block.check_inputs
@@ -128,7 +128,7 @@ def test_models_check_their_input_where_it_enters_and_their_layers_do_not_check_
     assert calls == [1]                                           # the block once, not its attention and FFN
     with pytest.raises(ValueError, match=r"`mask` should broadcast to the attention scores' shape"):
         block(torch.randn(2, 5, 8), mask=torch.ones(3, 1, 1, 5, dtype=torch.bool))   # checked at the block
-    with pytest.raises(ValueError, match=r"`idx` should hold token ids in \[0, 19\]"):
+    with pytest.raises(ValueError, match=r"`input_ids` should hold token ids in \[0, 19\]"):
         gpt(torch.tensor([[1, 20]]))
     with pytest.raises(ValueError, match=r"`attention_mask` should have the same shape as input_ids"):
         bert(ids, attention_mask=torch.ones(2, 4, dtype=torch.long))

@@ -112,7 +112,7 @@ def sequence_log_prob(model, ids, mask, target):
 
 
 def test_beam_search_wide_enough_finds_the_best_target_of_an_exhaustive_search():
-    config = BartConfig(vocab_size=5, d_model=8, n_heads=2, d_ff=16, encoder_layers=1, decoder_layers=1,
+    config = BartConfig(vocab_size=5, d_model=8, n_heads=2, d_ff=16, n_encoder_layers=1, n_decoder_layers=1,
                         max_position_embeddings=16, dropout=0.0, pad_token_id=0, bos_token_id=1, eos_token_id=2,
                         decoder_start_token_id=1)
     torch.manual_seed(0)

@@ -8,7 +8,7 @@ from ptlm_course.baselines import (BagOfWords, fit_logistic_regression, majority
 from ptlm_course.bert import BERT, BertConfig, BertForSequenceClassification, mean_pool
 from ptlm_course.transfer import ClassifierRecipe, classifier_accuracy, compare_seeds, permutation_p
 
-CONFIG = BertConfig(vocab_size=30, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
+CONFIG = BertConfig(vocab_size=30, d_model=16, n_layers=1, n_heads=2, d_ff=32,
                     max_position_embeddings=12)
 
 

@@ -315,9 +315,9 @@ def test_config_from_hf_reads_the_real_config_and_rejects_other_models():
     path = os.path.join(gt_minilm.get_model_path(), "config.json")
     with open(path) as f:
         cfg = BertConfig.from_hf_config(json.load(f))
-    assert (cfg.hidden_size, cfg.num_layers, cfg.num_heads, cfg.intermediate_size) == (384, 6, 12, 1536)
+    assert (cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.d_ff) == (384, 6, 12, 1536)
     assert cfg.layer_norm_eps == 1e-12 and cfg.vocab_size == 30522
     with pytest.raises(ValueError, match=r"hidden_act 'relu'"):
         BertConfig.from_hf_config({**TINY_HF, "hidden_act": "relu"})
-    with pytest.raises(ValueError, match=r"hidden_size \(30\) should be divisible by num_heads \(4\)"):
-        BertConfig(hidden_size=30, num_heads=4)
+    with pytest.raises(ValueError, match=r"d_model \(30\) should be divisible by n_heads \(4\)"):
+        BertConfig(d_model=30, n_heads=4)

@@ -41,10 +41,10 @@ def test_unwritten_code_is_reported(check, fn):
 
 def cls_head(kind="ok"):
     class Head(nn.Module):
-        def __init__(self, hidden_size, num_labels, dropout):
+        def __init__(self, d_model, num_labels, dropout):
             super().__init__()
             self.dropout = nn.Dropout(dropout)
-            self.classifier = nn.Linear(hidden_size, num_labels)
+            self.classifier = nn.Linear(d_model, num_labels)
 
         def forward(self, hidden_states):
             pick = {"mean": lambda h: h.mean(1), "last": lambda h: h[:, -1], "all": lambda h: h,
@@ -62,10 +62,10 @@ def cls_head(kind="ok"):
 
 
 class FunctionalHead(nn.Module):                 # another correct style: F.dropout with self.training
-    def __init__(self, hidden_size, num_labels, dropout):
+    def __init__(self, d_model, num_labels, dropout):
         super().__init__()
         self.p = dropout
-        self.out = nn.Linear(hidden_size, num_labels)
+        self.out = nn.Linear(d_model, num_labels)
 
     def forward(self, h):
         return self.out(F.dropout(h[:, 0, :], self.p, self.training))
@@ -93,13 +93,13 @@ def test_cls_head_names_mistakes(kind, message):
 
 def test_cls_head_needs_one_linear():
     class TwoLayers(nn.Module):
-        def __init__(self, hidden_size, num_labels, dropout):
+        def __init__(self, d_model, num_labels, dropout):
             super().__init__()
-            self.a, self.b = nn.Linear(hidden_size, hidden_size), nn.Linear(hidden_size, num_labels)
+            self.a, self.b = nn.Linear(d_model, d_model), nn.Linear(d_model, num_labels)
 
         def forward(self, h):
             return self.b(self.a(h[:, 0]))
-    fails_with(check_cls_head, TwoLayers, r"exactly one nn.Linear\(hidden_size=8, num_labels=2\)")
+    fails_with(check_cls_head, TwoLayers, r"exactly one nn.Linear\(d_model=8, num_labels=2\)")
 
 
 # --- freezing --------------------------------------------------------------------------------------

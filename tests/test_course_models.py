@@ -8,10 +8,10 @@ from ptlm_course import course_models as cm
 from ptlm_course.data import load_play
 from ptlm_course.pretraining_data import IGNORE_INDEX
 
-TINY_BERT = cm.BertRecipe(vocab_size=300, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
+TINY_BERT = cm.BertRecipe(vocab_size=300, d_model=16, n_layers=1, n_heads=2, d_ff=32,
                           max_length=32, n_pairs=64, n_val_pairs=16, batch_size=4, steps=3, warmup_steps=1,
                           eval_every=3, eval_batches=1)
-TINY_GPT = cm.GPTRecipe(vocab_size=300, n_embd=16, n_layer=1, n_head=2, block_size=16, batch_size=4, steps=3,
+TINY_GPT = cm.GPTRecipe(vocab_size=300, d_model=16, n_layers=1, n_heads=2, block_size=16, batch_size=4, steps=3,
                         warmup_steps=1, eval_every=3, eval_batches=1)
 
 
@@ -127,7 +127,7 @@ def test_shakespeare_wordpiece_reads_plain_english_without_unk():
 
 def test_the_full_recipes_compare_like_with_like():
     bert, gpt = cm.bert_recipe("full"), cm.gpt_recipe("full")
-    assert (bert.hidden_size, bert.num_layers, bert.num_heads) == (gpt.n_embd, gpt.n_layer, gpt.n_head)
+    assert (bert.d_model, bert.n_layers, bert.n_heads) == (gpt.d_model, gpt.n_layers, gpt.n_heads)
     assert (bert.vocab_size, bert.max_length, bert.batch_size, bert.steps) == (
         gpt.vocab_size, gpt.block_size, gpt.batch_size, gpt.steps)
     assert cm.bert_recipe("small").steps < bert.steps
@@ -166,4 +166,4 @@ def test_a_model_trained_step_by_step_with_the_recipe_is_remembered(capsys):
     with pytest.raises(ValueError, match="do not match the recipe"):
         cm.remember_bert(model, history, seconds, budget="small", recipe=replace(TINY_BERT, steps=4))
     with pytest.raises(ValueError, match="do not match the recipe"):
-        cm.remember_bert(model, history, seconds, budget="small", recipe=replace(TINY_BERT, hidden_size=32))
+        cm.remember_bert(model, history, seconds, budget="small", recipe=replace(TINY_BERT, d_model=32))

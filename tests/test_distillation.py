@@ -19,10 +19,10 @@ class ToyTokenizer:
         return [1 + ord(c) % 40 for c in text]
 
 
-def tiny_bert(seed=0, hidden_size=16):
+def tiny_bert(seed=0, d_model=16):
     torch.manual_seed(seed)
     return BertForSequenceClassification(BertConfig(
-        vocab_size=60, hidden_size=hidden_size, num_layers=1, num_heads=2, intermediate_size=2 * hidden_size,
+        vocab_size=60, d_model=d_model, n_layers=1, n_heads=2, d_ff=2 * d_model,
         max_position_embeddings=32, dropout=0.0, attention_dropout=0.0))
 
 
@@ -125,7 +125,7 @@ def test_a_student_learns_to_agree_with_its_teacher():
     """A different, smaller random BERT is the 'teacher'; distillation alone (no labels) makes a student
     that starts near chance agree with it on most training examples."""
     data = encode_examples(EXAMPLES * 4, ToyTokenizer(), max_length=40, pad_id=0)
-    teacher = tiny_bert(seed=7, hidden_size=8)
+    teacher = tiny_bert(seed=7, d_model=8)
     with torch.no_grad():
         teacher.classifier.weight.mul_(30)                             # confident, varied decisions
     _, teacher_probs = predict(teacher, data)

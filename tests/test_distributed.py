@@ -29,7 +29,7 @@ def main(out_dir, steps, checkpoint=None, copy_at=None):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=17, block_size=8, n_layer=2, n_head=2, n_embd=16, dropout=0.0))
+    model = GPT(GPTConfig(vocab_size=17, block_size=8, n_layers=2, n_heads=2, d_model=16, dropout=0.0))
     data = torch.randint(0, 17, (64, 9), generator=torch.Generator().manual_seed(1))
 
     def get_batch(split, generator):                     # a global batch of 8 rows, drawn from the generator

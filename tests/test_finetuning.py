@@ -16,16 +16,16 @@ from ptlm_course.training import TrainConfig, train
 from ptlm_course.wordpiece import WordPieceTokenizer
 
 
-def tiny_bert(num_layers=3, vocab_size=60, seed=0, dropout=0.0):
+def tiny_bert(n_layers=3, vocab_size=60, seed=0, dropout=0.0):
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=vocab_size, hidden_size=16, num_layers=num_layers, num_heads=2,
-                        intermediate_size=32, max_position_embeddings=32, dropout=dropout, attention_dropout=dropout)
+    config = BertConfig(vocab_size=vocab_size, d_model=16, n_layers=n_layers, n_heads=2,
+                        d_ff=32, max_position_embeddings=32, dropout=dropout, attention_dropout=dropout)
     return BertForSequenceClassification(config)
 
 
 def tiny_gpt_classifier(pad_id=0, seed=0, num_labels=2):
     torch.manual_seed(seed)
-    config = GPTConfig(vocab_size=50, block_size=32, n_layer=2, n_head=2, n_embd=16, dropout=0.0)
+    config = GPTConfig(vocab_size=50, block_size=32, n_layers=2, n_heads=2, d_model=16, dropout=0.0)
     return GPTForSequenceClassification(config, num_labels=num_labels, pad_id=pad_id).eval()
 
 
@@ -59,7 +59,7 @@ def test_freeze_and_unfreeze_set_every_parameter():
 
 @pytest.mark.parametrize("k", [0, 1, 2, 3])
 def test_freeze_encoder_bert_keeps_top_blocks_and_head_trainable(k):
-    model = tiny_bert(num_layers=3)
+    model = tiny_bert(n_layers=3)
     freeze_encoder(model, train_top_layers=k)
     trainable = [all(p.requires_grad for p in b.parameters()) for b in model.bert.blocks]
     frozen = [not any(p.requires_grad for p in b.parameters()) for b in model.bert.blocks]
@@ -241,7 +241,7 @@ def test_gpt_classifier_is_invariant_to_extra_right_padding():
 
 def test_from_gpt_copies_the_pretrained_body():
     torch.manual_seed(0)
-    gpt = GPT(GPTConfig(vocab_size=50, block_size=16, n_layer=2, n_head=2, n_embd=16, dropout=0.0))
+    gpt = GPT(GPTConfig(vocab_size=50, block_size=16, n_layers=2, n_heads=2, d_model=16, dropout=0.0))
     model = GPTForSequenceClassification.from_gpt(gpt, num_labels=3, pad_id=0)
     assert all(torch.equal(a, b) for a, b in zip(model.gpt.state_dict().values(), gpt.state_dict().values()))
     assert model.gpt is not gpt and model.classifier.out_features == 3
@@ -257,7 +257,7 @@ def test_gpt_classifier_errors_are_explained():
         model(x, attention_mask=(x != 0).long())
     with pytest.raises(ValueError, match="at least one real token"):
         model(x, attention_mask=torch.zeros_like(x))
-    with pytest.raises(ValueError, match=r"`attention_mask` should have the shape of idx \(B, T\) = \(1, 4\)"):
+    with pytest.raises(ValueError, match=r"`attention_mask` should have the shape of input_ids \(B, T\) = \(1, 4\)"):
         model(x, attention_mask=torch.ones(1, 3))
     with pytest.raises(ValueError, match=r"`labels` should hold ids in \[0, 1\]"):
         model(x, labels=torch.tensor([2]))
@@ -279,7 +279,7 @@ def test_fine_tuning_on_real_rotten_tomatoes_beats_chance(wordpiece):
     test_data = encode_examples(splits["test"][:400], wordpiece, max_length=32)
     torch.manual_seed(0)
     model = BertForSequenceClassification(BertConfig(
-        vocab_size=wordpiece.vocab_size, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
+        vocab_size=wordpiece.vocab_size, d_model=32, n_layers=1, n_heads=2, d_ff=64,
         max_position_embeddings=32, dropout=0.1, attention_dropout=0.0))
     config = TrainConfig(steps=200, lr=3e-3, warmup_steps=20, eval_every=100, device="cpu", progress=False)
     history = train(model, config, make_get_batch(train_data, val_data, batch_size=32), classification_loss_fn,

@@ -10,7 +10,7 @@ from ptlm_course.gpt import GPT, GPTConfig
 
 def test_gpt_counts_the_blocks_and_the_tied_output_layer():
     L, C, V, T = 3, 32, 50, 16
-    model = GPT(GPTConfig(vocab_size=V, block_size=T, n_layer=L, n_head=4, n_embd=C))
+    model = GPT(GPTConfig(vocab_size=V, block_size=T, n_layers=L, n_heads=4, d_model=C))
     assert token_matmul_weights(model) == 12 * L * C * C + V * C       # q, k, v, out, fc1, fc2 + output layer
     assert training_flops_per_token(model, T) == 6 * (12 * L * C * C + V * C) + 12 * L * T * C
 
@@ -28,7 +28,7 @@ def test_gpt2_small_is_124m_parameters_and_about_6_n_flops_per_token():
 
 def test_bert_leaves_out_the_per_sequence_heads():
     L, C, V = 2, 32, 60
-    config = BertConfig(vocab_size=V, hidden_size=C, num_layers=L, num_heads=4, intermediate_size=4 * C,
+    config = BertConfig(vocab_size=V, d_model=C, n_layers=L, n_heads=4, d_ff=4 * C,
                         max_position_embeddings=16)
     assert token_matmul_weights(BertForPreTraining(config)) == 12 * L * C * C + C * C + V * C   # + MLM transform
     assert token_matmul_weights(BertForSequenceClassification(config, num_labels=3)) == 12 * L * C * C

@@ -83,18 +83,18 @@ def test_fused_flag_default_off_and_block_weights_none():
 
 def test_use_fused_attention_keeps_gpt_and_bert_outputs():
     torch.manual_seed(0)
-    gpt = GPT(GPTConfig(vocab_size=50, block_size=16, n_layer=2, n_head=4, n_embd=32, dropout=0.0)).eval()
-    idx = torch.randint(0, 50, (2, 16))
-    logits, loss = gpt(idx, idx)
-    fused_logits, fused_loss = use_fused_attention(copy.deepcopy(gpt))(idx, idx)
+    gpt = GPT(GPTConfig(vocab_size=50, block_size=16, n_layers=2, n_heads=4, d_model=32, dropout=0.0)).eval()
+    input_ids = torch.randint(0, 50, (2, 16))
+    logits, loss = gpt(input_ids, input_ids)
+    fused_logits, fused_loss = use_fused_attention(copy.deepcopy(gpt))(input_ids, input_ids)
     torch.testing.assert_close(fused_logits, logits, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(fused_loss, loss)
 
-    bert = BertForPreTraining(BertConfig(vocab_size=50, hidden_size=32, num_layers=2, num_heads=4,
-                                         intermediate_size=64, max_position_embeddings=16)).eval()
+    bert = BertForPreTraining(BertConfig(vocab_size=50, d_model=32, n_layers=2, n_heads=4,
+                                         d_ff=64, max_position_embeddings=16)).eval()
     attention_mask = torch.tensor([[1] * 16, [1] * 9 + [0] * 7])
-    out = bert(idx, attention_mask=attention_mask)
-    fused_out = use_fused_attention(copy.deepcopy(bert))(idx, attention_mask=attention_mask)
+    out = bert(input_ids, attention_mask=attention_mask)
+    fused_out = use_fused_attention(copy.deepcopy(bert))(input_ids, attention_mask=attention_mask)
     torch.testing.assert_close(fused_out.mlm_logits, out.mlm_logits, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(fused_out.nsp_logits, out.nsp_logits, atol=1e-5, rtol=1e-5)
 
@@ -108,15 +108,15 @@ def _loss_and_grads(model, loss_fn):
 
 def test_fused_gpt_and_bert_train_the_same_losses_and_gradients():
     torch.manual_seed(0)
-    gpt = GPT(GPTConfig(vocab_size=50, block_size=16, n_layer=2, n_head=4, n_embd=32, dropout=0.0))
-    idx = torch.randint(0, 50, (3, 16))
-    bert = BertForPreTraining(BertConfig(vocab_size=50, hidden_size=32, num_layers=2, num_heads=4,
-                                         intermediate_size=64, max_position_embeddings=16, dropout=0.0,
+    gpt = GPT(GPTConfig(vocab_size=50, block_size=16, n_layers=2, n_heads=4, d_model=32, dropout=0.0))
+    input_ids = torch.randint(0, 50, (3, 16))
+    bert = BertForPreTraining(BertConfig(vocab_size=50, d_model=32, n_layers=2, n_heads=4,
+                                         d_ff=64, max_position_embeddings=16, dropout=0.0,
                                          attention_dropout=0.0))
     attention_mask = torch.tensor([[1] * 16, [1] * 9 + [0] * 7, [1] * 4 + [0] * 12])
-    mlm_labels = torch.where(torch.rand(3, 16) < 0.3, idx, -100)
-    cases = [(gpt, lambda m: m(idx, idx.roll(-1, dims=1))[1]),
-             (bert, lambda m: m(idx, attention_mask=attention_mask, mlm_labels=mlm_labels,
+    mlm_labels = torch.where(torch.rand(3, 16) < 0.3, input_ids, -100)
+    cases = [(gpt, lambda m: m(input_ids, input_ids.roll(-1, dims=1))[1]),
+             (bert, lambda m: m(input_ids, attention_mask=attention_mask, mlm_labels=mlm_labels,
                                 nsp_labels=torch.tensor([1, 0, 1])).loss)]
     for model, loss_fn in cases:
         loss, grads = _loss_and_grads(model, loss_fn)

@@ -42,14 +42,14 @@ def ids(B=3, T=20, seed=1):
 
 def test_config_from_hf_config(hf_model):
     config = GPTConfig.from_hf_config(hf_model.config.to_dict())
-    assert (config.vocab_size, config.block_size, config.n_layer, config.n_head, config.n_embd) == (61, 24, 2, 4, 32)
+    assert (config.vocab_size, config.block_size, config.n_layers, config.n_heads, config.d_model) == (61, 24, 2, 4, 32)
     assert config.dropout == pytest.approx(0.1) and config.layer_norm_eps == pytest.approx(1e-5)
     with pytest.raises(ValueError, match="activation_function = 'relu'"):
         GPTConfig.from_hf_config({**hf_model.config.to_dict(), "activation_function": "relu"})
     with pytest.raises(ValueError, match="n_positions"):
         GPTConfig.from_hf_config({"vocab_size": 10, "n_layer": 1, "n_head": 1, "n_embd": 4})
-    with pytest.raises(ValueError, match="divisible by n_head"):
-        GPTConfig(n_embd=30, n_head=4)
+    with pytest.raises(ValueError, match="divisible by n_heads"):
+        GPTConfig(d_model=30, n_heads=4)
 
 
 def test_logits_match_transformers(hf_model, checkpoint):
@@ -97,7 +97,7 @@ def test_weights_are_tied_and_counted_once(hf_model, checkpoint):
 
 def test_gpt2_initialisation():
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=500, block_size=64, n_layer=8, n_head=4, n_embd=64))
+    model = GPT(GPTConfig(vocab_size=500, block_size=64, n_layers=8, n_heads=4, d_model=64))
     assert model.wte.weight.std().item() == pytest.approx(0.02, rel=0.05)
     assert model.blocks[0].attn.q_proj.weight.std().item() == pytest.approx(0.02, rel=0.05)
     residual_std = 0.02 / math.sqrt(2 * 8)
@@ -110,7 +110,7 @@ def test_gpt2_initialisation():
 
 def test_gradients_flow_to_every_parameter():
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=61, block_size=24, n_layer=2, n_head=4, n_embd=32, dropout=0.0))
+    model = GPT(GPTConfig(vocab_size=61, block_size=24, n_layers=2, n_heads=4, d_model=32, dropout=0.0))
     x = ids()
     _, loss = model(x[:, :-1], x[:, 1:])
     assert loss.item() == pytest.approx(math.log(61), rel=0.05)    # small init: close to uniform guessing
@@ -147,7 +147,7 @@ def test_input_errors(checkpoint):
         model(torch.tensor([1, 2, 3]))
     with pytest.raises(TypeError, match="integer token ids"):
         model(torch.rand(1, 3))
-    with pytest.raises(ValueError, match=r"`targets` should have the same shape as `idx` \(1, 3\)"):
+    with pytest.raises(ValueError, match=r"`targets` should have the same shape as `input_ids` \(1, 3\)"):
         model(torch.tensor([[1, 2, 3]]), torch.tensor([[2, 3]]))
     with pytest.raises(ValueError, match="targets"):
         model(torch.tensor([[1, 2, 3]]), torch.tensor([[2, 3, 99]]))
@@ -222,7 +222,7 @@ def test_kv_cache_errors_in_attention():
 def test_gpt2_dropout_placement():
     from ptlm_course.gpt import GPT, GPTConfig
 
-    model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8, dropout=0.1))
+    model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layers=1, n_heads=2, d_model=8, dropout=0.1))
     block = model.blocks[0]
     assert block.attn.dropout == block.dropout1.p == block.dropout2.p == 0.1
     assert block.ffn.dropout.p == 0.0                              # GPT-2's MLP has no inner dropout

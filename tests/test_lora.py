@@ -11,7 +11,7 @@ from ptlm_course.lora import LoRALinear, apply_lora, merge_lora
 
 def tiny_bert(seed=0):
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=60, hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32,
+    config = BertConfig(vocab_size=60, d_model=16, n_layers=2, n_heads=2, d_ff=32,
                         max_position_embeddings=16, dropout=0.0, attention_dropout=0.0)
     return BertForSequenceClassification(config, num_labels=3).eval()
 
@@ -112,7 +112,7 @@ def test_merge_lora_gives_the_same_model_with_plain_linears():
 
 def test_apply_lora_on_gpt_without_a_head():
     torch.manual_seed(0)
-    gpt = GPT(GPTConfig(vocab_size=40, block_size=8, n_layer=2, n_head=2, n_embd=16, dropout=0.0)).eval()
+    gpt = GPT(GPTConfig(vocab_size=40, block_size=8, n_layers=2, n_heads=2, d_model=16, dropout=0.0)).eval()
     x = ids(V=40, T=8)
     before, _ = gpt(x)
     names = apply_lora(gpt, targets=("attn.q_proj", "attn.v_proj"), rank=2, train_also=())

@@ -251,8 +251,8 @@ def test_bert_pretraining_batch_runs_through_bert_for_pretraining(tokenizer, pla
     assert torch.equal(batch["input_ids"][~chosen], plain["input_ids"][~chosen])
     assert torch.equal(batch["mlm_labels"][chosen], plain["input_ids"][chosen])
     assert not chosen[plain["attention_mask"] == 0].any()
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, num_layers=1,
-                        num_heads=2, intermediate_size=32, max_position_embeddings=32)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, d_model=16, n_layers=1,
+                        n_heads=2, d_ff=32, max_position_embeddings=32)
     out = BertForPreTraining(config)(**batch)
     assert torch.isfinite(out.loss)
 

@@ -14,7 +14,7 @@ from ptlm_course.prompt_tuning import PrefixAttention, PrefixTuning, PromptTunin
 
 def tiny_bert(seed=0, pooling="mean"):
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=60, hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32,
+    config = BertConfig(vocab_size=60, d_model=16, n_layers=2, n_heads=2, d_ff=32,
                         max_position_embeddings=16, dropout=0.0, attention_dropout=0.0)
     return BertForSequenceClassification(config, num_labels=3, pooling=pooling).eval()
 

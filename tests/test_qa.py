@@ -54,7 +54,7 @@ def test_question_answering_matches_transformers(tmp_path):
 
 
 def test_loss_is_the_mean_of_the_two_cross_entropies_by_hand():
-    config = BertConfig(vocab_size=50, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
+    config = BertConfig(vocab_size=50, d_model=16, n_layers=1, n_heads=2, d_ff=32,
                         max_position_embeddings=16)
     torch.manual_seed(0)
     model = BertForQuestionAnswering(config).eval()
@@ -69,7 +69,7 @@ def test_loss_is_the_mean_of_the_two_cross_entropies_by_hand():
 
 
 def test_model_loads_a_pretraining_body_and_checks_positions():
-    config = BertConfig(vocab_size=50, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
+    config = BertConfig(vocab_size=50, d_model=16, n_layers=1, n_heads=2, d_ff=32,
                         max_position_embeddings=16)
     model = BertForQuestionAnswering(config)
     missing, unexpected = model.bert.load_state_dict(BertForPreTraining(config).bert.state_dict(), strict=False)
@@ -226,7 +226,7 @@ def test_normalisation_and_scores():
 def test_loss_fn_reads_the_encoded_labels(tok):
     context = "FIRST WITCH: When shall we three meet again?\nHAMLET: Good night, sweet prince."
     data = encode_qa([QAExample('Who says "sweet prince"?', context, "HAMLET", context.index("HAMLET"))] * 4, tok, 40)
-    config = BertConfig(vocab_size=len(VOCAB), hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
+    config = BertConfig(vocab_size=len(VOCAB), d_model=16, n_layers=1, n_heads=2, d_ff=32,
                         max_position_embeddings=40)
     torch.manual_seed(0)
     model = BertForQuestionAnswering(config).eval()                      # no dropout: two equal passes

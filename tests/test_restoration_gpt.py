@@ -20,7 +20,7 @@ def tok():
 
 def tiny_gpt(tok, seed=0):
     torch.manual_seed(seed)
-    return GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=1, n_head=2, n_embd=32, dropout=0.0))
+    return GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layers=1, n_heads=2, d_model=32, dropout=0.0))
 
 
 def test_prompted_example_shifts_once_and_masks_the_prompt():

@@ -10,21 +10,21 @@ from ptlm_course.speed import (TensorMemoryTracker, disable_activation_checkpoin
                                enable_activation_checkpointing, peak_memory)
 
 
-def tiny_gpt(dropout=0.1, n_layer=3):
+def tiny_gpt(dropout=0.1, n_layers=3):
     torch.manual_seed(0)
-    return GPT(GPTConfig(vocab_size=40, block_size=32, n_layer=n_layer, n_head=2, n_embd=32, dropout=dropout))
+    return GPT(GPTConfig(vocab_size=40, block_size=32, n_layers=n_layers, n_heads=2, d_model=32, dropout=dropout))
 
 
 def tiny_bert(dropout=0.1):
     torch.manual_seed(0)
-    return BertForPreTraining(BertConfig(vocab_size=40, hidden_size=32, num_layers=3, num_heads=2,
-                                         intermediate_size=64, max_position_embeddings=32, dropout=dropout,
+    return BertForPreTraining(BertConfig(vocab_size=40, d_model=32, n_layers=3, n_heads=2,
+                                         d_ff=64, max_position_embeddings=32, dropout=dropout,
                                          attention_dropout=dropout))
 
 
 def gpt_loss(model):
-    idx = torch.randint(0, 40, (4, 32), generator=torch.Generator().manual_seed(1))
-    return model(idx, idx.roll(-1, dims=1))[1]
+    input_ids = torch.randint(0, 40, (4, 32), generator=torch.Generator().manual_seed(1))
+    return model(input_ids, input_ids.roll(-1, dims=1))[1]
 
 
 def bert_loss(model):
@@ -74,10 +74,10 @@ def test_checkpointing_leaves_evaluation_and_the_kv_cache_alone():
     model = tiny_gpt(dropout=0.0).eval()
     reference = copy.deepcopy(model)
     enable_activation_checkpointing(model)
-    idx = torch.randint(0, 40, (2, 10))
+    input_ids = torch.randint(0, 40, (2, 10))
     cache, cache_ref = model.new_kv_cache(), reference.new_kv_cache()
     with torch.no_grad():
-        for chunk in (idx[:, :6], idx[:, 6:7], idx[:, 7:]):
+        for chunk in (input_ids[:, :6], input_ids[:, 6:7], input_ids[:, 7:]):
             torch.testing.assert_close(model(chunk, kv_cache=cache)[0], reference(chunk, kv_cache=cache_ref)[0])
     assert cache[0].length == 10
     copied = copy.deepcopy(model)                         # the copy's blocks checkpoint themselves, not the original
@@ -107,7 +107,7 @@ def test_tracker_counts_creation_and_freeing_exactly():
 
 
 def test_checkpointing_lowers_the_peak_memory_of_a_training_step():
-    model = tiny_gpt(dropout=0.0, n_layer=4)
+    model = tiny_gpt(dropout=0.0, n_layers=4)
     without, _ = peak_memory(lambda: gpt_loss(model).backward())
     model.zero_grad(set_to_none=True)
     enable_activation_checkpointing(model)

@@ -40,7 +40,7 @@ def test_token_classification_matches_transformers(tmp_path):
 
 
 def test_token_classifier_loads_a_pretraining_body_and_checks_labels():
-    config = BertConfig(vocab_size=50, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
+    config = BertConfig(vocab_size=50, d_model=16, n_layers=1, n_heads=2, d_ff=32,
                         max_position_embeddings=16)
     body = BertForPreTraining(config).bert.state_dict()
     model = BertForTokenClassification(config, num_labels=3)
@@ -108,7 +108,7 @@ def test_batches_cut_token_labels_with_the_inputs():
 def test_predict_tags_and_mark_f1():
     tok = WordPieceTokenizer(VOCAB)
     data = encode_tagged([(["my", "bewitch'd", "lord"], [0, 1, 2]), (["o", "lord"], [3, 0])], tok, 16)
-    config = BertConfig(vocab_size=len(VOCAB), hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
+    config = BertConfig(vocab_size=len(VOCAB), d_model=16, n_layers=1, n_heads=2, d_ff=32,
                         max_position_embeddings=16)
     model = BertForTokenClassification(config, num_labels=len(LABELS)).train()
     preds = predict_tags(model, data)
@@ -131,7 +131,7 @@ def test_predict_tags_and_mark_f1():
 
 def test_the_few_label_protocol_picks_lr_on_validation_and_scores_every_seed():
     tok = WordPieceTokenizer(VOCAB)
-    config = BertConfig(vocab_size=len(VOCAB), hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
+    config = BertConfig(vocab_size=len(VOCAB), d_model=16, n_layers=1, n_heads=2, d_ff=32,
                         max_position_embeddings=16)
     words = ["my", "lord", "good", "night", "sweet", "prince"]
     example = (words, [0, 1, 0, 2, 0, 3])                                       # a fixed pattern to learn

@@ -46,9 +46,9 @@ def gpt_loss(model, batch):
     return loss, {"n_tokens": x.numel()}
 
 
-def tiny_gpt(vocab_size, seed=0, dropout=0.1, n_embd=32, n_layer=1):
+def tiny_gpt(vocab_size, seed=0, dropout=0.1, d_model=32, n_layers=1):
     torch.manual_seed(seed)
-    return GPT(GPTConfig(vocab_size=vocab_size, block_size=T, n_layer=n_layer, n_head=2, n_embd=n_embd,
+    return GPT(GPTConfig(vocab_size=vocab_size, block_size=T, n_layers=n_layers, n_heads=2, d_model=d_model,
                          dropout=dropout))
 
 
@@ -117,7 +117,7 @@ def test_train_runs_the_attention_fused_and_gives_each_layer_its_setting_back(co
 
     losses = {}
     for fused in (True, False):
-        model = tiny_gpt(corpus[0], dropout=0.0, n_layer=2)
+        model = tiny_gpt(corpus[0], dropout=0.0, n_layers=2)
         model.blocks[1].attn.fused = True                       # a setting of its own, kept afterwards
         seen.clear()
         history = train(model, quiet(steps=3, fused_attention=fused), make_get_batch(corpus[1]), gpt_loss,
@@ -214,7 +214,7 @@ def test_loss_decreases_on_tiny_shakespeare(corpus):
     counts = torch.bincount(splits["train"]).float()
     freqs = counts[counts > 0] / counts.sum()
     unigram_entropy = -(freqs * freqs.log()).sum().item()               # 3.26 nats here; ln V = 4.06
-    model = tiny_gpt(vocab_size, dropout=0.0, n_embd=48, n_layer=2)
+    model = tiny_gpt(vocab_size, dropout=0.0, d_model=48, n_layers=2)
     config = quiet(steps=300, lr=1e-2, warmup_steps=10, eval_every=150, eval_batches=4, log_every=20)
     history = train(model, config, make_get_batch(splits, batch_size=16), gpt_loss)
     _, losses = history.values("loss")

@@ -84,8 +84,8 @@ def wordpiece():
 @pytest.fixture(scope="module")
 def tiny_bert(wordpiece):
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=wordpiece.vocab_size, hidden_size=32, num_layers=2, num_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)
+    config = BertConfig(vocab_size=wordpiece.vocab_size, d_model=32, n_layers=2, n_heads=2,
+                        d_ff=64, max_position_embeddings=128)
     return BertForPreTraining(config).eval()
 
 
@@ -93,7 +93,7 @@ def tiny_bert(wordpiece):
 def char_gpt():
     tok = CharTokenizer.from_text(TEXT)
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=2, n_head=2, n_embd=32)).eval()
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layers=2, n_heads=2, d_model=32)).eval()
     return model, tok
 
 
@@ -212,8 +212,8 @@ def test_model_attention_explorer_controls(char_gpt, wordpiece):
     assert explorer.state["tokens"] == list("what light") and explorer.token.value == -1
 
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=wordpiece.vocab_size, hidden_size=32, num_layers=3, num_heads=4,
-                        intermediate_size=64, max_position_embeddings=64)
+    config = BertConfig(vocab_size=wordpiece.vocab_size, d_model=32, n_layers=3, n_heads=4,
+                        d_ff=64, max_position_embeddings=64)
     for bert in (BERT(config), BertForSequenceClassification(config)):
         explorer = widgets.build_model_attention_explorer(bert, wordpiece, ["the cat sat"])
         assert explorer.state["tokens"] == ["[CLS]", "the", "cat", "sat", "[SEP]"]

@@ -68,7 +68,7 @@ _MISTAKES = {
 @functools.lru_cache(maxsize=1)
 def _small_bert() -> BertForPreTraining:
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=40, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64,
+    config = BertConfig(vocab_size=40, d_model=32, n_layers=2, n_heads=4, d_ff=64,
                         max_position_embeddings=24, dropout=0.0, attention_dropout=0.0,
                         initializer_range=0.2)      # large weights: every masked piece changes the losses
     return BertForPreTraining(config).eval()

@@ -61,7 +61,7 @@ def check_combine_gradients(fn) -> None:
 def unequal_shards_setup():
     """The experiment's fixed ingredients: a tiny GPT and a batch of 10 sequences, split over 3 workers."""
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=30, block_size=16, n_layer=2, n_head=2, n_embd=32, dropout=0.0))
+    model = GPT(GPTConfig(vocab_size=30, block_size=16, n_layers=2, n_heads=2, d_model=32, dropout=0.0))
     ids = torch.randint(0, 30, (10, 17), generator=torch.Generator().manual_seed(0))
     return model, (ids[:, :-1], ids[:, 1:]), 3
 

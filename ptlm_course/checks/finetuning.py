@@ -3,9 +3,9 @@
 What the student writes, and the check that goes with it:
 
 ``check_cls_head(ClsHead)``
-    ``class ClsHead(nn.Module)`` with ``__init__(self, hidden_size, num_labels, dropout)`` and
+    ``class ClsHead(nn.Module)`` with ``__init__(self, d_model, num_labels, dropout)`` and
     ``forward(self, hidden_states) -> logits``: hidden_states (B, T, C) from the encoder -> (B, num_labels),
-    = Linear(Dropout(hidden_states[:, 0])): dropout then one ``nn.Linear(hidden_size, num_labels)`` on the
+    = Linear(Dropout(hidden_states[:, 0])): dropout then one ``nn.Linear(d_model, num_labels)`` on the
     [CLS] vector (position 0).
 ``check_freeze(freeze_fn)``
     ``freeze_fn(model, train_top_layers) -> None`` for a ``BertForSequenceClassification``: only the top
@@ -69,7 +69,7 @@ def _the_linear(check: str, head: nn.Module, C: int, K: int) -> nn.Linear:
     linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
     if len(linears) != 1 or (linears[0].in_features, linears[0].out_features) != (C, K):
         found = [f"Linear({m.in_features}, {m.out_features})" for m in linears] or "none"
-        raise CheckFailed(check, f"the head should have exactly one nn.Linear(hidden_size={C}, num_labels={K}) "
+        raise CheckFailed(check, f"the head should have exactly one nn.Linear(d_model={C}, num_labels={K}) "
                                  f"(a registered sub-module, set in __init__), but it has {found}.")
     return linears[0]
 
@@ -181,11 +181,11 @@ def _check_dropout_rate(check: str, head_class, g: torch.Generator) -> None:
 # Freezing layers
 # --------------------------------------------------------------------------------------------------
 
-def _tiny_bert_classifier(num_layers: int = 4):
+def _tiny_bert_classifier(n_layers: int = 4):
     from ..bert import BertConfig, BertForSequenceClassification
 
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=50, hidden_size=16, num_layers=num_layers, num_heads=2, intermediate_size=32,
+    config = BertConfig(vocab_size=50, d_model=16, n_layers=n_layers, n_heads=2, d_ff=32,
                         max_position_embeddings=16)
     return BertForSequenceClassification(config)
 

@@ -11,9 +11,9 @@ from ..gpt import GPT, GPTConfig
 __all__ = ["check_gpt_forward", "check_gpt_step"]
 
 
-def _tiny_gpt(seed: int, n_layer: int) -> GPT:
+def _tiny_gpt(seed: int, n_layers: int) -> GPT:
     torch.manual_seed(seed)
-    config = GPTConfig(vocab_size=11, block_size=16, n_layer=n_layer, n_head=2, n_embd=8, dropout=0.0)
+    config = GPTConfig(vocab_size=11, block_size=16, n_layers=n_layers, n_heads=2, d_model=8, dropout=0.0)
     model = GPT(config).double().eval()
     with torch.no_grad():                                   # weights large enough that every part shows
         for name, p in model.named_parameters():
@@ -24,14 +24,14 @@ def _tiny_gpt(seed: int, n_layer: int) -> GPT:
     return model
 
 
-def _variant(model: GPT, idx: torch.Tensor, kind: str = "ok") -> torch.Tensor:
+def _variant(model: GPT, input_ids: torch.Tensor, kind: str = "ok") -> torch.Tensor:
     """The forward pass written out, with the classic mistakes as switches."""
-    B, T = idx.shape
+    B, T = input_ids.shape
     positions = torch.arange(T)
     if kind == "positions_from_1":
         positions = positions + 1
-    pos = {"no_positions": 0.0, "positions_from_ids": model.wpe(idx)}.get(kind, model.wpe(positions))
-    x = model.wte(idx) + pos                                                     # (B, T, C)
+    pos = {"no_positions": 0.0, "positions_from_ids": model.wpe(input_ids)}.get(kind, model.wpe(positions))
+    x = model.wte(input_ids) + pos                                                     # (B, T, C)
     if kind == "norm_first":
         x = model.ln_f(x)
     blocks = list(model.blocks)
@@ -67,23 +67,23 @@ _MISTAKES = {
 
 
 def check_gpt_forward(fn) -> None:
-    """Check ``fn(model, idx (B, T)) -> logits (B, T, V)`` against ``GPT.forward`` on tiny random models."""
+    """Check ``fn(model, input_ids (B, T)) -> logits (B, T, V)`` against ``GPT.forward`` on tiny random models."""
     check = "check_gpt_forward"
     g = torch.Generator().manual_seed(14)
-    cases = [(2, 7, 2), (1, 16, 3), (3, 1, 2)]                               # (B, T, n_layer); T = 16 fills the context
-    for i, (B, T, n_layer) in enumerate(cases):
-        model = _tiny_gpt(i, n_layer)
-        idx = torch.randint(model.config.vocab_size, (B, T), generator=g)
+    cases = [(2, 7, 2), (1, 16, 3), (3, 1, 2)]                               # (B, T, n_layers); T = 16 fills the context
+    for i, (B, T, n_layers) in enumerate(cases):
+        model = _tiny_gpt(i, n_layers)
+        input_ids = torch.randint(model.config.vocab_size, (B, T), generator=g)
         with torch.no_grad():
-            logits = call_student(check, fn, model, idx.clone())
-            expected = model(idx)[0]
+            logits = call_student(check, fn, model, input_ids.clone())
+            expected = model(input_ids)[0]
             mistakes = []
             for kind, message in _MISTAKES.items():
                 try:
-                    mistakes.append((message, _variant(model, idx, kind)))
+                    mistakes.append((message, _variant(model, input_ids, kind)))
                 except IndexError:                                               # position 16 does not exist
                     continue
-        where = f" (test: a GPT with {n_layer} blocks, block_size 16, vocabulary 11; idx of shape {(B, T)})"
+        where = f" (test: a GPT with {n_layers} blocks, block_size 16, vocabulary 11; input_ids of shape {(B, T)})"
         if isinstance(logits, (tuple, list)):
             raise CheckFailed(check, "return only the logits tensor (B, T, V), not a tuple." + where)
         expect_tensor_like(check, logits, expected, "the logits (B, T, V)" + where,
@@ -104,13 +104,13 @@ def _copy_cache(cache: list[KVCache]) -> list[KVCache]:
     return copies
 
 
-def _step_variant(model: GPT, idx: torch.Tensor, cache: list[KVCache], kind: str = "ok") -> torch.Tensor:
+def _step_variant(model: GPT, input_ids: torch.Tensor, cache: list[KVCache], kind: str = "ok") -> torch.Tensor:
     """The cached forward pass written out, with the classic mistakes as switches."""
-    B, T = idx.shape
+    B, T = input_ids.shape
     past = {"positions_from_0": 0, "past_from_len": len(cache)}.get(kind, cache[0].length)
     if kind == "positions_one_late":
         past += 1
-    x = model.wte(idx) + model.wpe(torch.arange(past, past + T))                  # (B, T, C)
+    x = model.wte(input_ids) + model.wpe(torch.arange(past, past + T))                  # (B, T, C)
     for i, block in enumerate(model.blocks):
         layer_cache = {"no_cache": None, "first_cache_only": cache[0] if i == 0 else None,
                        "shared_cache": cache[0]}.get(kind, cache[i])
@@ -148,34 +148,34 @@ class _NoForward(GPT):
                                             "(model.wte, model.wpe, model.blocks, model.ln_f, model.lm_head).")
 
 
-def _step_mistakes(model: GPT, idx: torch.Tensor, cache: list[KVCache]) -> list[tuple[str, torch.Tensor]]:
+def _step_mistakes(model: GPT, input_ids: torch.Tensor, cache: list[KVCache]) -> list[tuple[str, torch.Tensor]]:
     found = []
     for kind, message in _STEP_MISTAKES.items():
         try:
-            found.append((message, _step_variant(model, idx, _copy_cache(cache), kind)))
+            found.append((message, _step_variant(model, input_ids, _copy_cache(cache), kind)))
         except (IndexError, ValueError, RuntimeError):        # e.g. a position past block_size
             continue
     return found
 
 
 def check_gpt_step(fn) -> None:
-    """Check ``fn(model, idx (B, T), kv_cache) -> logits (B, T, V)``: a prompt fed to an empty cache, then the
+    """Check ``fn(model, input_ids (B, T), kv_cache) -> logits (B, T, V)``: a prompt fed to an empty cache, then the
     next tokens fed one chunk at a time, each compared with the full forward pass at those positions."""
     check = "check_gpt_step"
     g = torch.Generator().manual_seed(6)
-    cases = [(2, 5, (1, 1, 1), 2), (1, 3, (4, 1, 2), 3), (3, 1, (1,) * 15, 2)]   # (B, prompt, chunks, n_layer)
-    for i, (B, prompt, chunks, n_layer) in enumerate(cases):
-        model = _tiny_gpt(20 + i, n_layer)
+    cases = [(2, 5, (1, 1, 1), 2), (1, 3, (4, 1, 2), 3), (3, 1, (1,) * 15, 2)]   # (B, prompt, chunks, n_layers)
+    for i, (B, prompt, chunks, n_layers) in enumerate(cases):
+        model = _tiny_gpt(20 + i, n_layers)
         model.__class__ = _NoForward
         total = prompt + sum(chunks)
-        idx = torch.randint(model.config.vocab_size, (B, total), generator=g)
+        input_ids = torch.randint(model.config.vocab_size, (B, total), generator=g)
         with torch.no_grad():
-            full = GPT.forward(model, idx)[0]                                      # (B, total, V)
+            full = GPT.forward(model, input_ids)[0]                                      # (B, total, V)
         cache, past = model.new_kv_cache(), 0
         for T in (prompt, *chunks):
-            new = idx[:, past:past + T]
-            where = (f" (test: a GPT with {n_layer} blocks, block_size 16; {past} positions already cached, "
-                     f"idx of shape {(B, T)})")
+            new = input_ids[:, past:past + T]
+            where = (f" (test: a GPT with {n_layers} blocks, block_size 16; {past} positions already cached, "
+                     f"input_ids of shape {(B, T)})")
             student_cache = _copy_cache(cache)
             with torch.no_grad():
                 logits = call_student(check, fn, model, new.clone(), student_cache)

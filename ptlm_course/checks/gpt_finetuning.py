@@ -79,7 +79,7 @@ def _call_pooling(check, fn, body, classifier, ids, mask):
             hint = ("\n   Hint: the mask (B, T) must become (B, T, 1) to multiply the hidden states (B, T, C): "
                     "attention_mask.unsqueeze(-1).")
         raise CheckFailed(check, f"`{fn_name(fn)}` raised {type(error).__name__}: {text}\n   (called with a GPT body "
-                                 f"of width {body.config.n_embd}, classifier {classifier}, input_ids and "
+                                 f"of width {body.config.d_model}, classifier {classifier}, input_ids and "
                                  f"attention_mask of shape {tuple(ids.shape)}){hint}") from None
 
 
@@ -88,7 +88,7 @@ def check_mean_pooled_logits(fn) -> None:
     hidden state of each row's real (attention_mask == 1) positions."""
     check = "check_mean_pooled_logits"
     torch.manual_seed(11)
-    body = GPT(GPTConfig(vocab_size=40, block_size=16, n_layer=2, n_head=2, n_embd=24, dropout=0.0)).eval()
+    body = GPT(GPTConfig(vocab_size=40, block_size=16, n_layers=2, n_heads=2, d_model=24, dropout=0.0)).eval()
     classifier = nn.Linear(24, 5)
     g = torch.Generator().manual_seed(11)
     cases = [[5, 9, 3], [7, 7], [1, 6, 4, 2], [8]]

@@ -65,7 +65,7 @@ _MASK_MISTAKES = [
 
 def _tiny_classifier(seed: int) -> BertForSequenceClassification:
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=50, hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32,
+    config = BertConfig(vocab_size=50, d_model=16, n_layers=2, n_heads=2, d_ff=32,
                         max_position_embeddings=24, dropout=0.0, attention_dropout=0.0)
     return BertForSequenceClassification(config, num_labels=2, pooling="mean").eval()
 
@@ -104,7 +104,7 @@ def check_soft_prompt(SoftPrompt) -> None:
     cases = [(0, 3, 2, 7), (1, 5, 4, 9), (2, 1, 3, 5)]
     for seed, n, B, T in cases:
         model = _tiny_classifier(seed)
-        C = model.config.hidden_size
+        C = model.config.d_model
         module = call_student(check, SoftPrompt, model, n)
         prompt = _check_parameters(check, module, model, n, C)
         g = torch.Generator().manual_seed(seed)

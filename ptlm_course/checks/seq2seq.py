@@ -54,7 +54,7 @@ def reference_beam_search(model, input_ids, num_beams, max_new_tokens, length_pe
 def check_model(seed: int = 0) -> Bart:
     """A small random BART whose next-token distributions are peaked enough for beam search to matter."""
     torch.manual_seed(seed)
-    model = Bart(BartConfig(vocab_size=10, d_model=16, n_heads=2, d_ff=32, encoder_layers=1, decoder_layers=1,
+    model = Bart(BartConfig(vocab_size=10, d_model=16, n_heads=2, d_ff=32, n_encoder_layers=1, n_decoder_layers=1,
                             max_position_embeddings=24, dropout=0.0, pad_token_id=0, bos_token_id=1,
                             eos_token_id=2, decoder_start_token_id=1))
     with torch.no_grad():

@@ -13,16 +13,16 @@ from ._experiments import expect_conclusion, run_experiment
 __all__ = ["check_checkpointed_flops", "memory_experiment_setup", "measure_peak", "check_memory_experiment"]
 
 
-def _gpt(n_layer: int, n_embd: int, vocab: int = 50) -> GPT:
+def _gpt(n_layers: int, d_model: int, vocab: int = 50) -> GPT:
     torch.manual_seed(0)
-    return GPT(GPTConfig(vocab_size=vocab, block_size=64, n_layer=n_layer, n_head=2, n_embd=n_embd, dropout=0.0))
+    return GPT(GPTConfig(vocab_size=vocab, block_size=64, n_layers=n_layers, n_heads=2, d_model=d_model, dropout=0.0))
 
 
 def check_checkpointed_flops(fn) -> None:
     """Check ``fn(model, T) -> int``: FLOPs per token of a training step with activation checkpointing,
     8 N_mm + 16 L T C (the forward pass runs twice)."""
     check = "check_checkpointed_flops"
-    cases = [(2, 32, 16), (3, 64, 64), (1, 16, 8)]                      # (n_layer, n_embd, T)
+    cases = [(2, 32, 16), (3, 64, 64), (1, 16, 8)]                      # (n_layers, d_model, T)
     for L, C, T in cases:
         model = _gpt(L, C)
         got = call_student(check, fn, model, T)

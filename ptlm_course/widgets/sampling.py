@@ -11,7 +11,7 @@ class SamplingPlayground(_Displayable):
     """Prompt, temperature, top-k and top-p: the model's next-token distribution as a bar chart and a
     sampled continuation, both redrawn whenever a control moves (``generate`` draws a new sample).
 
-    ``model``: a GPT (``model(idx) -> (logits, loss)``, ``config.block_size``); ``encode(text) -> ids`` and
+    ``model``: a GPT (``model(input_ids) -> (logits, loss)``, ``config.block_size``); ``encode(text) -> ids`` and
     ``decode(ids) -> text``. Controls: ``prompt``, ``temperature``, ``top_k`` (0 = off), ``top_p`` (1 = off),
     ``length``, ``seed``, ``generate`` (button: next seed). ``state`` holds ``prompt``, ``temperature``,
     ``top_k``, ``top_p``, ``seed``, ``n_kept`` (tokens left after top-k/top-p), ``top_tokens`` ([(token,
@@ -65,11 +65,11 @@ class SamplingPlayground(_Displayable):
         from ..generation import apply_temperature, top_k_filter, top_p_filter
 
         device = next(self.model.parameters()).device
-        idx = torch.tensor([ids[-self.model.config.block_size:]], device=device)        # (1, T)
+        input_ids = torch.tensor([ids[-self.model.config.block_size:]], device=device)        # (1, T)
         was_training = self.model.training
         self.model.eval()
         try:
-            logits = self.model(idx)[0][0, -1].float().cpu()                          # (V,)
+            logits = self.model(input_ids)[0][0, -1].float().cpu()                          # (V,)
         finally:
             self.model.train(was_training)
         s = self.sampling()

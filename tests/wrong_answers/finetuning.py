@@ -12,10 +12,10 @@ from ._registry import correct, wrong
 
 @correct("check_cls_head")
 class HeadFunctionalDropout(nn.Module):
-    def __init__(self, hidden_size, num_labels, dropout):
+    def __init__(self, d_model, num_labels, dropout):
         super().__init__()
         self.p = dropout
-        self.out = nn.Linear(hidden_size, num_labels)
+        self.out = nn.Linear(d_model, num_labels)
 
     def forward(self, hidden_states):
         return self.out(F.dropout(hidden_states[:, 0, :], self.p, training=self.training))
@@ -23,27 +23,27 @@ class HeadFunctionalDropout(nn.Module):
 
 @correct("check_cls_head")
 class HeadSequential(nn.Module):
-    def __init__(self, hidden_size, num_labels, dropout):
+    def __init__(self, d_model, num_labels, dropout):
         super().__init__()
-        self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden_size, num_labels))
+        self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(d_model, num_labels))
 
     def forward(self, hidden_states):
         return self.net(hidden_states.select(1, 0))
 
 
 class _Head(nn.Module):
-    def __init__(self, hidden_size, num_labels, dropout):
+    def __init__(self, d_model, num_labels, dropout):
         super().__init__()
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(hidden_size, num_labels)
+        self.classifier = nn.Linear(d_model, num_labels)
 
 
 @wrong("check_cls_head", "argument is ignored")
 class HeadFixedDropout(nn.Module):
-    def __init__(self, hidden_size, num_labels, dropout):
+    def __init__(self, d_model, num_labels, dropout):
         super().__init__()
         self.dropout = nn.Dropout(0.1)
-        self.classifier = nn.Linear(hidden_size, num_labels)
+        self.classifier = nn.Linear(d_model, num_labels)
 
     def forward(self, hidden_states):
         return self.classifier(self.dropout(hidden_states[:, 0]))
@@ -102,10 +102,10 @@ class HeadDropoutOnLogits(_Head):
 
 @wrong("check_cls_head", "exactly one nn.linear")
 class HeadTwoLayers(nn.Module):
-    def __init__(self, hidden_size, num_labels, dropout):
+    def __init__(self, d_model, num_labels, dropout):
         super().__init__()
-        self.dense = nn.Linear(hidden_size, hidden_size)
-        self.classifier = nn.Linear(hidden_size, num_labels)
+        self.dense = nn.Linear(d_model, d_model)
+        self.classifier = nn.Linear(d_model, num_labels)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, hidden_states):

@@ -191,10 +191,10 @@ def heldout_nsp_python_random_unseeded(plays, n, generator=None):
 
 @wrong("check_cls_head", "argument is ignored")
 class HeldoutHeadDefaultDropout(nn.Module):
-    def __init__(self, hidden_size, num_labels, dropout):
+    def __init__(self, d_model, num_labels, dropout):
         super().__init__()
         self.drop = nn.Dropout()                       # p = 0.5 by default
-        self.fc = nn.Linear(hidden_size, num_labels)
+        self.fc = nn.Linear(d_model, num_labels)
 
     def forward(self, hidden_states):
         return self.fc(self.drop(hidden_states[:, 0]))
@@ -252,8 +252,8 @@ def heldout_step_cache_then_attend_old(q_t, k_t, v_t, k_cache, v_cache):
 
 
 @wrong("check_gpt_forward", "position embeddings are missing")
-def heldout_gpt_no_wpe(model, idx):
-    x = model.drop(model.wte(idx))
+def heldout_gpt_no_wpe(model, input_ids):
+    x = model.drop(model.wte(input_ids))
     for block in model.blocks:
         x = block(x)
     return model.lm_head(model.ln_f(x))

@@ -117,8 +117,8 @@ class Heldout2ParallelAttnRaw(_Parallel):
 
 
 @wrong("check_gpt_forward", "final layernorm")
-def heldout2_gpt_ln_before_blocks(model, idx):
-    x = model.ln_f(model.wte(idx) + model.wpe(torch.arange(idx.shape[1])))
+def heldout2_gpt_ln_before_blocks(model, input_ids):
+    x = model.ln_f(model.wte(input_ids) + model.wpe(torch.arange(input_ids.shape[1])))
     for block in model.blocks:
         x = block(x)
     return model.lm_head(x)
@@ -161,4 +161,4 @@ def heldout2_combine_forgot_total(shard_grads, shard_sizes):
 @wrong("check_checkpointed_flops", "without checkpointing")
 def heldout2_flops_six(model, T):
     N = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
-    return 6 * N + 12 * len(model.blocks) * T * model.config.n_embd
+    return 6 * N + 12 * len(model.blocks) * T * model.config.d_model

@@ -211,10 +211,10 @@ def heldout3_sample_reseeds(logits, generator=None):
 
 
 class _Head(nn.Module):
-    def __init__(self, hidden_size, num_labels, dropout):
+    def __init__(self, d_model, num_labels, dropout):
         super().__init__()
         self.p = dropout
-        self.classifier = nn.Linear(hidden_size, num_labels)
+        self.classifier = nn.Linear(d_model, num_labels)
 
 
 @wrong("check_cls_head", "argument is ignored")

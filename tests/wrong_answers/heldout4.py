@@ -136,10 +136,10 @@ def heldout4_sample_fresh_generator(logits, generator=None):
 
 @wrong("check_cls_head", "argument is ignored")
 class Heldout4HeadDefaultDropout(nn.Module):
-    def __init__(self, hidden_size, num_labels, dropout):
+    def __init__(self, d_model, num_labels, dropout):
         super().__init__()
         self.drop = nn.Dropout()                                 # p = 0.5 by default
-        self.fc = nn.Linear(hidden_size, num_labels)
+        self.fc = nn.Linear(d_model, num_labels)
 
     def forward(self, hidden_states):
         return self.fc(self.drop(hidden_states[:, 0]))
@@ -147,10 +147,10 @@ class Heldout4HeadDefaultDropout(nn.Module):
 
 @wrong("check_cls_head", "eval mode")
 class Heldout4HeadDropoutAlways(nn.Module):
-    def __init__(self, hidden_size, num_labels, dropout):
+    def __init__(self, d_model, num_labels, dropout):
         super().__init__()
         self.p = dropout
-        self.fc = nn.Linear(hidden_size, num_labels)
+        self.fc = nn.Linear(d_model, num_labels)
 
     def forward(self, hidden_states):
         return self.fc(F.dropout(hidden_states[:, 0], self.p))
@@ -158,10 +158,10 @@ class Heldout4HeadDropoutAlways(nn.Module):
 
 @wrong("check_cls_head", "1 / (1 - p)")
 class Heldout4HeadScaledDown(nn.Module):
-    def __init__(self, hidden_size, num_labels, dropout):
+    def __init__(self, d_model, num_labels, dropout):
         super().__init__()
         self.p = dropout
-        self.fc = nn.Linear(hidden_size, num_labels)
+        self.fc = nn.Linear(d_model, num_labels)
 
     def forward(self, hidden_states):
         x = hidden_states[:, 0]

@@ -69,25 +69,25 @@ def heldout6_align_same_word_twice(word_pieces, word_labels):
 
 
 @wrong("check_gpt_forward", "position")
-def heldout6_gpt_positions_from_one(model, idx):
-    T = idx.shape[1]
-    x = model.wte(idx) + model.wpe(torch.arange(1, T + 1) % model.wpe.num_embeddings)
+def heldout6_gpt_positions_from_one(model, input_ids):
+    T = input_ids.shape[1]
+    x = model.wte(input_ids) + model.wpe(torch.arange(1, T + 1) % model.wpe.num_embeddings)
     for block in model.blocks:
         x = block(x)
     return model.lm_head(model.ln_f(x))
 
 
 @wrong("check_gpt_forward", "ln_f")
-def heldout6_gpt_ln_f_each_block(model, idx):
-    x = model.wte(idx) + model.wpe(torch.arange(idx.shape[1]))
+def heldout6_gpt_ln_f_each_block(model, input_ids):
+    x = model.wte(input_ids) + model.wpe(torch.arange(input_ids.shape[1]))
     for block in model.blocks:
         x = model.ln_f(block(x))
     return model.lm_head(x)
 
 
 @wrong("check_gpt_forward", "logits")
-def heldout6_gpt_log_softmax(model, idx):
-    x = model.wte(idx) + model.wpe(torch.arange(idx.shape[1]))
+def heldout6_gpt_log_softmax(model, input_ids):
+    x = model.wte(input_ids) + model.wpe(torch.arange(input_ids.shape[1]))
     for block in model.blocks:
         x = block(x)
     return F.log_softmax(model.lm_head(model.ln_f(x)), dim=-1)
@@ -203,10 +203,10 @@ def heldout6_sample_gumbel(logits, generator=None):
 
 
 class _Head(nn.Module):
-    def __init__(self, hidden_size, num_labels, dropout):
+    def __init__(self, d_model, num_labels, dropout):
         super().__init__()
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(hidden_size, num_labels)
+        self.classifier = nn.Linear(d_model, num_labels)
 
 
 @wrong("check_cls_head", "logits")

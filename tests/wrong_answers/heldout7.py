@@ -77,10 +77,10 @@ class Heldout7StopperCounter:
 
 @correct("check_cls_head")
 class Heldout7HeadManualDropout(nn.Module):
-    def __init__(self, hidden_size, num_labels, dropout):
+    def __init__(self, d_model, num_labels, dropout):
         super().__init__()
         self.p = dropout
-        self.linear = nn.Linear(hidden_size, num_labels)
+        self.linear = nn.Linear(d_model, num_labels)
 
     def forward(self, hidden_states):
         cls = hidden_states[:, 0]                                        # (B, C)
@@ -120,10 +120,10 @@ def heldout7_top_p_no_shift(logits, p):
 
 @wrong("check_cls_head", "rescaled")
 class Heldout7HeadManualNoRescale(nn.Module):
-    def __init__(self, hidden_size, num_labels, dropout):
+    def __init__(self, d_model, num_labels, dropout):
         super().__init__()
         self.p = dropout
-        self.linear = nn.Linear(hidden_size, num_labels)
+        self.linear = nn.Linear(d_model, num_labels)
 
     def forward(self, hidden_states):
         cls = hidden_states[:, 0]

@@ -154,7 +154,7 @@ def order_experiment_words():
 
 @correct("check_checkpointed_flops")
 def flops_from_training(model, T):
-    L, C = len(model.blocks), model.config.n_embd
+    L, C = len(model.blocks), model.config.d_model
     return training_flops_per_token(model, T) + 2 * token_matmul_weights(model) + 4 * L * T * C
 
 
@@ -165,7 +165,7 @@ def flops_plain(model, T):
 
 @wrong("check_checkpointed_flops", "16 l t c")
 def flops_attention_once(model, T):
-    L, C = len(model.blocks), model.config.n_embd
+    L, C = len(model.blocks), model.config.d_model
     return 8 * token_matmul_weights(model) + 12 * L * T * C
 
 
@@ -176,7 +176,7 @@ def flops_doubled(model, T):
 
 @wrong("check_checkpointed_flops", "every parameter")
 def flops_all_parameters(model, T):
-    L, C = len(model.blocks), model.config.n_embd
+    L, C = len(model.blocks), model.config.d_model
     return 8 * sum(p.numel() for p in model.parameters()) + 16 * L * T * C
 
 

@@ -528,23 +528,23 @@ def loss_nll(logits, targets):
 
 
 @correct("check_gpt_forward")
-def gpt_tied_head(model, idx):
-    positions = torch.arange(idx.shape[1]).unsqueeze(0)                 # (1, T)
-    x = model.wte(idx) + model.wpe(positions)
+def gpt_tied_head(model, input_ids):
+    positions = torch.arange(input_ids.shape[1]).unsqueeze(0)                 # (1, T)
+    x = model.wte(input_ids) + model.wpe(positions)
     for block in model.blocks:
         x = block(x)
     return model.ln_f(x) @ model.wte.weight.T                          # the head is tied to wte
 
 
 @correct("check_gpt_forward")
-def gpt_sequential(model, idx):
-    x = model.drop(model.wte(idx) + model.wpe.weight[:idx.shape[1]])
+def gpt_sequential(model, input_ids):
+    x = model.drop(model.wte(input_ids) + model.wpe.weight[:input_ids.shape[1]])
     return model.lm_head(model.ln_f(torch.nn.Sequential(*model.blocks)(x)))
 
 
-def _gpt(model, idx, positions=True, start=0, final=True, order=1, softmax=False):
-    T = idx.shape[1]
-    x = model.wte(idx)
+def _gpt(model, input_ids, positions=True, start=0, final=True, order=1, softmax=False):
+    T = input_ids.shape[1]
+    x = model.wte(input_ids)
     if positions:
         x = x + model.wpe(torch.arange(start, start + T))
     for block in list(model.blocks)[::order]:
@@ -554,76 +554,76 @@ def _gpt(model, idx, positions=True, start=0, final=True, order=1, softmax=False
 
 
 @wrong("check_gpt_forward", "position embeddings are missing")
-def gpt_no_positions(model, idx):
-    return _gpt(model, idx, positions=False)
+def gpt_no_positions(model, input_ids):
+    return _gpt(model, input_ids, positions=False)
 
 
 @wrong("check_gpt_forward", "start at 1")
-def gpt_positions_from_one(model, idx):
-    return _gpt(model, idx, start=1)
+def gpt_positions_from_one(model, input_ids):
+    return _gpt(model, input_ids, start=1)
 
 
 @wrong("check_gpt_forward", "final layernorm")
-def gpt_no_final_norm(model, idx):
-    return _gpt(model, idx, final=False)
+def gpt_no_final_norm(model, input_ids):
+    return _gpt(model, input_ids, final=False)
 
 
 @wrong("check_gpt_forward", "reverse order")
-def gpt_reversed(model, idx):
-    return _gpt(model, idx, order=-1)
+def gpt_reversed(model, input_ids):
+    return _gpt(model, input_ids, order=-1)
 
 
 @wrong("check_gpt_forward", "probabilities")
-def gpt_softmax(model, idx):
-    return _gpt(model, idx, softmax=True)
+def gpt_softmax(model, input_ids):
+    return _gpt(model, input_ids, softmax=True)
 
 
 @wrong("check_gpt_forward", "token ids")
-def gpt_positions_by_ids(model, idx):
-    x = model.wte(idx) + model.wpe(idx)
+def gpt_positions_by_ids(model, input_ids):
+    x = model.wte(input_ids) + model.wpe(input_ids)
     for block in model.blocks:
         x = block(x)
     return model.lm_head(model.ln_f(x))
 
 
 @wrong("check_gpt_forward", "only the last block")
-def gpt_loop_bug(model, idx):
-    x = model.wte(idx) + model.wpe(torch.arange(idx.shape[1]))
+def gpt_loop_bug(model, input_ids):
+    x = model.wte(input_ids) + model.wpe(torch.arange(input_ids.shape[1]))
     for block in model.blocks:
         h = block(x)
     return model.lm_head(model.ln_f(h))
 
 
 @wrong("check_gpt_forward", "not a tuple")
-def gpt_returns_pair(model, idx):
-    return _gpt(model, idx), None
+def gpt_returns_pair(model, input_ids):
+    return _gpt(model, input_ids), None
 
 
 # ------------------------------------------------------------------------------ GPT step with a KV cache
 
 
 @correct("check_gpt_step")
-def step_zip(model, idx, kv_cache):
+def step_zip(model, input_ids, kv_cache):
     past = kv_cache[0].length
-    x = model.wte(idx) + model.wpe(torch.arange(past, past + idx.shape[1]))
+    x = model.wte(input_ids) + model.wpe(torch.arange(past, past + input_ids.shape[1]))
     for block, cache in zip(model.blocks, kv_cache):
         x = block(x, kv_cache=cache)
     return model.lm_head(model.ln_f(x))
 
 
 @correct("check_gpt_step")
-def step_indexed(model, idx, kv_cache):
+def step_indexed(model, input_ids, kv_cache):
     start = 0 if kv_cache[-1].k is None else kv_cache[-1].k.shape[2]     # any layer's cache has the same length
-    positions = torch.arange(idx.shape[1]) + start
-    x = model.drop(model.wte(idx) + model.wpe(positions)[None])
+    positions = torch.arange(input_ids.shape[1]) + start
+    x = model.drop(model.wte(input_ids) + model.wpe(positions)[None])
     for i in range(len(model.blocks)):
         x = model.blocks[i](x, kv_cache=kv_cache[i])
     return model.ln_f(x) @ model.wte.weight.T
 
 
-def _step(model, idx, kv_cache, past=None, caches=None, final=True, only_last=False):
+def _step(model, input_ids, kv_cache, past=None, caches=None, final=True, only_last=False):
     past = kv_cache[0].length if past is None else past
-    x = model.wte(idx) + model.wpe(torch.arange(past, past + idx.shape[1]))
+    x = model.wte(input_ids) + model.wpe(torch.arange(past, past + input_ids.shape[1]))
     for block, cache in zip(model.blocks, kv_cache if caches is None else caches):
         x = block(x, kv_cache=cache)
     logits = model.lm_head(model.ln_f(x) if final else x)
@@ -631,43 +631,43 @@ def _step(model, idx, kv_cache, past=None, caches=None, final=True, only_last=Fa
 
 
 @wrong("check_gpt_step", "positions 0, 1")
-def step_positions_from_zero(model, idx, kv_cache):
-    return _step(model, idx, kv_cache, past=0)
+def step_positions_from_zero(model, input_ids, kv_cache):
+    return _step(model, input_ids, kv_cache, past=0)
 
 
 @wrong("check_gpt_step", "len(kv_cache)")
-def step_past_is_len(model, idx, kv_cache):
-    return _step(model, idx, kv_cache, past=len(kv_cache))
+def step_past_is_len(model, input_ids, kv_cache):
+    return _step(model, input_ids, kv_cache, past=len(kv_cache))
 
 
 @wrong("check_gpt_step", "one too late")
-def step_positions_from_one(model, idx, kv_cache):
-    return _step(model, idx, kv_cache, past=kv_cache[0].length + 1)
+def step_positions_from_one(model, input_ids, kv_cache):
+    return _step(model, input_ids, kv_cache, past=kv_cache[0].length + 1)
 
 
 @wrong("check_gpt_step", "pass each block its cache")
-def step_no_cache(model, idx, kv_cache):
-    return _step(model, idx, kv_cache, caches=[None] * len(model.blocks))
+def step_no_cache(model, input_ids, kv_cache):
+    return _step(model, input_ids, kv_cache, caches=[None] * len(model.blocks))
 
 
 @wrong("check_gpt_step", "every block was given kv_cache[0]")
-def step_shared_cache(model, idx, kv_cache):
-    return _step(model, idx, kv_cache, caches=[kv_cache[0]] * len(model.blocks))
+def step_shared_cache(model, input_ids, kv_cache):
+    return _step(model, input_ids, kv_cache, caches=[kv_cache[0]] * len(model.blocks))
 
 
 @wrong("check_gpt_step", "final layernorm")
-def step_no_final_norm(model, idx, kv_cache):
-    return _step(model, idx, kv_cache, final=False)
+def step_no_final_norm(model, input_ids, kv_cache):
+    return _step(model, input_ids, kv_cache, final=False)
 
 
 @wrong("check_gpt_step", "last new token only")
-def step_last_only(model, idx, kv_cache):
-    return _step(model, idx, kv_cache, only_last=True)
+def step_last_only(model, input_ids, kv_cache):
+    return _step(model, input_ids, kv_cache, only_last=True)
 
 
 @wrong("check_gpt_step", "called model(...) itself")
-def step_calls_model(model, idx, kv_cache):
-    return model(idx, kv_cache=kv_cache)[0]
+def step_calls_model(model, input_ids, kv_cache):
+    return model(input_ids, kv_cache=kv_cache)[0]
 
 
 # ------------------------------------------------------------------------------------ whole-word masking

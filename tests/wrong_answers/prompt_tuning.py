@@ -28,7 +28,7 @@ def _soft_prompt(inputs, name=None, freeze=True, head=True, parameter=True, grad
             if freeze:
                 model.requires_grad_(False)
             model.classifier.requires_grad_(head)
-            start = 0.5 * torch.randn(n_prompt, model.config.hidden_size)
+            start = 0.5 * torch.randn(n_prompt, model.config.d_model)
             if parameter:
                 self.prompt = nn.Parameter(start, requires_grad=grad)
             else:
