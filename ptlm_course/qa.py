@@ -21,12 +21,11 @@ from __future__ import annotations
 import random
 import re
 import string
+import time
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Sequence
-
-import time
-from contextlib import nullcontext
 
 import torch
 import torch.nn as nn
