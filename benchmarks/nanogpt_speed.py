@@ -10,15 +10,16 @@ round, the order reversed every round, the same batch for all), and the median s
                 makes q, k and v at once, PyTorch's F.scaled_dot_product_attention with is_causal=True, a
                 4x GELU MLP, the output head tied to the token embedding; AdamW as its configure_optimizers
                 makes it (decay on the weight matrices only, PyTorch's fused kernel on CUDA only)
-    notebooks   ptlm_course.gpt.GPT as the notebooks train it (training.train's defaults): the readable
-                attention of the lessons (it builds the (B, H, T, T) weights) and make_optimizer's AdamW
-                (plain on the CPU, fused on CUDA)
-    fast        train's fast path, TrainConfig(fused_attention=True, fused_adamw=True): PyTorch's attention
-                kernel and its fused AdamW, also on the CPU (the same results up to float rounding)
-    same_adamw  the fast path's model with the reference's optimizer: the models alone compared
-    exact_gelu  as fast, with nanoGPT's exact GELU in place of GPT-2's tanh approximation (which our GPT
-                uses so that it loads GPT-2's weights exactly): not the course's model, but it shows what the
-                activation function costs
+    notebooks   ptlm_course.gpt.GPT as the notebooks build and pretrain it (notebooks 06, 08, 11, 16 and
+                the course GPT): GPTConfig's defaults (the exact GELU, as nanoGPT's) on train's fast path,
+                TrainConfig(fused_attention=True, fused_adamw=True): PyTorch's attention kernel and
+                make_optimizer's AdamW with PyTorch's fused kernel, also on the CPU
+    readable    the same model on train's default path, which the lessons' own loops and the BERT notebooks
+                use: the readable attention of the lessons (it builds the (B, H, T, T) weights) and plain
+                AdamW on the CPU (the same results up to float rounding)
+    same_adamw  the notebooks' model with the reference's optimizer: the models alone compared
+    gpt2_gelu   as notebooks, with GPT-2's tanh approximation of GELU (GPTConfig(activation="gelu_tanh"),
+                what GPT.from_pretrained loads GPT-2's checkpoints with): what the activation costs
 
 It prints each median step time and, for each of ours, the median over the rounds of reference step / our
 step (both from the same round): above 1.0 our step is faster. All the models have the
@@ -111,17 +112,15 @@ def build_models(bias: bool = True, device: str = "cpu") -> dict[str, nn.Module]
     reference = RefGPT(r["vocab_size"], r["block_size"], r["n_layers"], r["n_heads"], r["d_model"], bias)
     config = GPTConfig(vocab_size=r["vocab_size"], block_size=r["block_size"], n_layers=r["n_layers"],
                        n_heads=r["n_heads"], d_model=r["d_model"], dropout=0.0, bias=bias)
-    ours = {name: GPT(config) for name in ARMS}
+    tanh_config = GPTConfig(**{**vars(config), "activation": "gelu_tanh"})
+    ours = {name: GPT(tanh_config if name == "gpt2_gelu" else config) for name in ARMS}
     for name, model in ours.items():
         model.load_state_dict(ours["notebooks"].state_dict())
-        use_fused_attention(model, fused=name != "notebooks")               # as training.train does
-    for module in ours["exact_gelu"].modules():
-        if isinstance(module, nn.GELU):
-            module.approximate = "none"                                       # nanoGPT's nn.GELU()
+        use_fused_attention(model, fused=name != "readable")                # as training.train does
     return {name: m.to(device).train() for name, m in (("reference", reference), *ours.items())}
 
 
-ARMS = ("notebooks", "fast", "same_adamw", "exact_gelu")
+ARMS = ("notebooks", "readable", "same_adamw", "gpt2_gelu")
 
 
 def nanogpt_adamw(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
@@ -134,9 +133,9 @@ def nanogpt_adamw(model: nn.Module, lr: float, weight_decay: float) -> torch.opt
 
 def make_optimizers(models: dict[str, nn.Module], lr: float = 1e-3, weight_decay: float = 0.1) -> dict:
     """The reference and same_adamw get nanoGPT's AdamW; the others the course's (training.make_optimizer),
-    fused on the fast arms as TrainConfig(fused_adamw=True) makes it."""
+    fused except on the readable arm, as TrainConfig(fused_adamw=True) makes it."""
     return {name: nanogpt_adamw(m, lr, weight_decay) if name in ("reference", "same_adamw")
-            else make_optimizer(m, lr, weight_decay, betas=(0.9, 0.99), fused=True if name != "notebooks" else None)
+            else make_optimizer(m, lr, weight_decay, betas=(0.9, 0.99), fused=True if name != "readable" else None)
             for name, m in models.items()}
 
 

@@ -94,6 +94,8 @@ class GPTRecipe:
     eval_every: int = 300
     eval_batches: int = 30
     seed: int = 0
+    activation: str = "gelu"        # GPTConfig.activation: the exact GELU, as BERT's
+    fast_path: bool = True          # train with TrainConfig(fused_attention=True, fused_adamw=True)
 
 
 def check_budget(budget: str | None) -> str:
@@ -288,7 +290,7 @@ def gpt_config(recipe: GPTRecipe, vocab_size: int | None = None) -> GPTConfig:
     """The GPTConfig of a recipe's model (``vocab_size`` overrides the recipe's), without dropout."""
     return GPTConfig(vocab_size=vocab_size or recipe.vocab_size, block_size=recipe.block_size,
                      n_layers=recipe.n_layers,
-                     n_heads=recipe.n_heads, d_model=recipe.d_model, dropout=0.0)
+                     n_heads=recipe.n_heads, d_model=recipe.d_model, dropout=0.0, activation=recipe.activation)
 
 
 def course_gpt(budget: str | None = None, progress: bool = True, recipe: GPTRecipe | None = None
@@ -330,10 +332,12 @@ def pretrained_course_model(name: str, budget: str | None, progress: bool, recip
 
 
 def _train(model, recipe, get_batch, loss_fn, progress: bool) -> tuple[History, float]:
+    # GPT's recipe trains on the fast path; BERT's has no fast_path and trains as its stored results were made
+    fast = dict(fused_attention=True, fused_adamw=True) if getattr(recipe, "fast_path", False) else {}
     config = TrainConfig(steps=recipe.steps, lr=recipe.lr, warmup_steps=recipe.warmup_steps,
                          weight_decay=recipe.weight_decay, eval_every=recipe.eval_every,
                          eval_batches=recipe.eval_batches, log_every=max(1, recipe.steps // 40),
-                         seed=recipe.seed, progress=progress)
+                         seed=recipe.seed, progress=progress, **fast)
     started = time.perf_counter()
     history = train(model, config, get_batch, loss_fn)
     return history, time.perf_counter() - started

@@ -600,8 +600,9 @@ def train(model: nn.Module, config: TrainConfig, get_batch: Callable, loss_fn: C
     (:func:`~ptlm_course.attention.use_fused_attention`) while it trains and evaluates: the same outputs up to
     float rounding, faster, and no attention weights are stored. Afterwards each layer gets back its own setting,
     so the readable attention of the lessons, which returns its weights, is what a call to the model runs. With
-    ``fused_adamw=True`` as well this is the fast path (benchmarks/nanogpt_speed.py). Both are off by default:
-    the notebooks' stored runs were made without them, and rounding differences would change their digits.
+    ``fused_adamw=True`` as well this is the fast path (benchmarks/nanogpt_speed.py), which the GPT notebooks and
+    the course GPT pretrain with. Both are off by default, so the lessons' own loops and the BERT notebooks match
+    their stored runs: rounding differences would change their digits.
 
     ``processes``: where the loop runs (default: this one process). To train on N processes under torchrun,
     call :func:`ptlm_course.distributed.train`, which passes the loop its :class:`DataParallel` hooks.

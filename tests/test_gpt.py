@@ -9,7 +9,10 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from ptlm_course.gpt import GPT, GPTConfig  # noqa: E402
+import transformers  # noqa: E402
 from tiny_gpt2 import TINY_GPT2 as TINY  # noqa: E402
+
+TINY_SIZES = dict(vocab_size=61, block_size=24, n_layers=2, n_heads=4, d_model=32)
 
 
 
@@ -44,12 +47,30 @@ def test_config_from_hf_config(hf_model):
     config = GPTConfig.from_hf_config(hf_model.config.to_dict())
     assert (config.vocab_size, config.block_size, config.n_layers, config.n_heads, config.d_model) == (61, 24, 2, 4, 32)
     assert config.dropout == pytest.approx(0.1) and config.layer_norm_eps == pytest.approx(1e-5)
+    assert config.activation == "gelu_tanh" and GPTConfig().activation == "gelu"   # GPT-2's vs the course's
     with pytest.raises(ValueError, match="activation_function = 'relu'"):
         GPTConfig.from_hf_config({**hf_model.config.to_dict(), "activation_function": "relu"})
     with pytest.raises(ValueError, match="n_positions"):
         GPTConfig.from_hf_config({"vocab_size": 10, "n_layer": 1, "n_head": 1, "n_embd": 4})
     with pytest.raises(ValueError, match="divisible by n_heads"):
         GPTConfig(d_model=30, n_heads=4)
+    with pytest.raises(ValueError, match="should be one of 'gelu', 'gelu_tanh', 'relu', but got str 'swish'"):
+        GPTConfig(activation="swish")
+
+
+def test_the_activation_is_the_configs(hf_model, tmp_path):
+    """GPT-2's checkpoints run the tanh GELU, the course's GPT the exact one; both as transformers runs them."""
+    kinds = {name: {m.approximate for m in GPT(GPTConfig(**TINY_SIZES, activation=name)).modules()
+                    if isinstance(m, torch.nn.GELU)} for name in ("gelu", "gelu_tanh")}
+    assert kinds == {"gelu": {"none"}, "gelu_tanh": {"tanh"}}
+    torch.manual_seed(0)
+    exact = transformers.GPT2LMHeadModel(transformers.GPT2Config(**TINY, activation_function="gelu")).eval()
+    exact.save_pretrained(tmp_path)
+    model = GPT.from_pretrained(tmp_path)
+    assert model.config.activation == "gelu"
+    x = ids()
+    torch.testing.assert_close(model(x)[0], exact(x).logits, atol=1e-5, rtol=1e-5)
+    assert (model(x)[0] - hf_model(x).logits).abs().max() > 1e-4      # the activation matters: not vacuous
 
 
 def test_logits_match_transformers(hf_model, checkpoint):

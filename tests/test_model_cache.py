@@ -67,9 +67,10 @@ def test_no_temporary_folder_is_left_and_a_damaged_entry_is_rebuilt(capsys):
 
 def test_the_course_models_keys_are_pinned():
     """The cache keys of the course models: a change retrains every student's models, so it must be deliberate.
-    (They last changed when the recipes took the course's one size vocabulary: d_model, n_heads, n_layers, d_ff.)"""
-    assert cm.recipe_key("gpt-full", cm.gpt_recipe("full")) == "gpt-full-e90e8ea7b04e"
+    (BERT's last changed when the recipes took the course's one size vocabulary: d_model, n_heads, n_layers, d_ff;
+    GPT's when its recipe took the exact GELU and the fast path: activation, fast_path.)"""
+    assert cm.recipe_key("gpt-full", cm.gpt_recipe("full")) == "gpt-full-ff1e4fb141e7"
     assert cm.recipe_key("bert-full", cm.bert_recipe("full")) == "bert-full-8547a33c371f"
-    assert cm.recipe_key("gpt-small", cm.gpt_recipe("small")) == "gpt-small-58e593a3c10f"
+    assert cm.recipe_key("gpt-small", cm.gpt_recipe("small")) == "gpt-small-3b3fcc80cc50"
     assert cm.recipe_key("bert-small", cm.bert_recipe("small")) == "bert-small-f759a879957c"
-    assert model_cache.cache_folder("gpt-full-e90e8ea7b04e") == cache_dir() / "course_models" / "gpt-full-e90e8ea7b04e"
+    assert model_cache.cache_folder("gpt-full-ff1e4fb141e7") == cache_dir() / "course_models" / "gpt-full-ff1e4fb141e7"
