@@ -14,7 +14,7 @@ tokens: each layer's ``attention.KVCache`` keeps the keys and values of the earl
 
 The activation is the exact GELU, as in BERT and nanoGPT. GPT-2 itself used GELU's tanh approximation
 (``activation="gelu_tanh"``; ``from_hf_config`` reads it from a checkpoint), which differs by under 5e-4 and
-which PyTorch runs about 3x slower on a CPU (measured in notebook 15 and ``benchmarks/nanogpt_speed.py``).
+which PyTorch runs 2.5 to 3 times slower on the course's CPU (notebook 15, ``benchmarks/nanogpt_speed.py``).
 """
 from __future__ import annotations
 
