@@ -17,7 +17,8 @@ def expect_conclusion(check: str, stated, measured: dict, conclusions: dict, rel
     """``stated``: the student's dict. ``measured``: name -> the check's own measurement (a number);
     ``conclusions``: name -> (the right bool, why, in words)."""
     if not isinstance(stated, Mapping):
-        raise CheckFailed(check, f"state your results as a dict with the keys {sorted(measured) + sorted(conclusions)}, "
+        raise CheckFailed(check, "state your results as a dict with the keys "
+                                 f"{sorted(measured) + sorted(conclusions)}, "
                                  f"but got {describe(stated)}.")
     missing = [key for key in [*measured, *conclusions] if key not in stated]
     if missing:

@@ -16,8 +16,8 @@ from ..validation import describe, is_number
 from ._core import CheckFailed, call_student, expect_equal, passed
 from ._experiments import expect_conclusion, run_experiment
 
-__all__ = ["check_fragmented_share", "coverage_setup", "check_coverage_experiment", "lr_sweep_setup", "continued_mlm", "held_out_losses",
-           "check_lr_sweep_experiment"]
+__all__ = ["check_fragmented_share", "coverage_setup", "check_coverage_experiment", "lr_sweep_setup", "continued_mlm",
+           "held_out_losses", "check_lr_sweep_experiment"]
 
 
 # ------------------------------------------------------------------------------ vocabulary coverage
@@ -53,7 +53,8 @@ def _share(texts, tokenize, min_pieces, kind="ok"):
 
 
 _SHARE_MISTAKES = {
-    "strict": "you counted words with MORE than min_pieces pieces; a word of exactly min_pieces pieces counts too (>=).",
+    "strict": "you counted words with MORE than min_pieces pieces; a word of exactly min_pieces pieces counts "
+              "too (>=).",
     "count": "you returned the number of fragmented words: divide by the number of words to get a share.",
     "complement": "you returned the share of words that stay whole or short (fewer than min_pieces pieces): the task "
                   "asks for the words split into at least min_pieces pieces.",
@@ -113,7 +114,7 @@ def check_coverage_experiment(experiment) -> None:
         for key, ours, other, other_name in (("share_shakespeare", plays, reviews, "reviews"),
                                              ("share_reviews", reviews, plays, "Shakespeare")):
             got = stated.get(key)
-            if isinstance(got, (int, float)) and not isinstance(got, bool) and not math.isclose(got, ours, rel_tol=1e-3):
+            if is_number(got) and not math.isclose(got, ours, rel_tol=1e-3):
                 for kind, message in _SHARE_MISTAKES.items():
                     if math.isclose(got, _share(corpora[key[6:]], tokenize, 3, kind), rel_tol=1e-3):
                         raise CheckFailed(check, f"`{key}`: " + message)

@@ -41,7 +41,8 @@ def _attention_cases():
     padding = (torch.arange(6) < lengths[:, None])[:, None, None, :]  # (2, 1, 1, 6)
     return [
         ("q (4, 8), k (6, 8), v (6, 5), no mask", (randn(4, 8), randn(6, 8), randn(6, 5)), None),
-        ("q (2, 3, 16), k and v (2, 3, 16) (square scores), no mask", (randn(2, 3, 16), randn(2, 3, 16), randn(2, 3, 16)), None),
+        ("q (2, 3, 16), k and v (2, 3, 16) (square scores), no mask",
+         (randn(2, 3, 16), randn(2, 3, 16), randn(2, 3, 16)), None),
         ("batch and heads, q (2, 3, 4, 8), k/v (2, 3, 6, 8), a random (2, 1, 4, 6) mask",
          (randn(2, 3, 4, 8), randn(2, 3, 6, 8), randn(2, 3, 6, 8)), mixed),
         ("q, k, v (3, 5, 4) with a (5, 5) causal mask", (randn(3, 5, 4), randn(3, 5, 4), randn(3, 5, 4)), causal),
@@ -101,7 +102,8 @@ def _biased(q, k, v, bias, kind="ok"):
     """Attention with an additive bias on the scaled scores, plus the classic mistakes by name."""
     raw = q @ k.transpose(-2, -1)                                    # (..., T_q, T_k)
     root = math.sqrt(q.shape[-1])
-    scaled = {"no_scale": raw, "scale_d": raw / q.shape[-1], "scale_v": raw / math.sqrt(v.shape[-1])}.get(kind, raw / root)
+    scaled = {"no_scale": raw, "scale_d": raw / q.shape[-1],
+              "scale_v": raw / math.sqrt(v.shape[-1])}.get(kind, raw / root)
     if kind == "bias_scaled":
         scores = (raw + bias) / root
     elif kind == "no_bias":
@@ -150,7 +152,8 @@ def _bias_cases():
     padding = torch.zeros(2, 1, 1, 6, dtype=torch.float64)
     padding[1, ..., 3:] = float("-inf")                                             # a mask written as a bias
     return [
-        ("q (4, 8), k (6, 8), v (6, 5), a random (4, 6) bias", (randn(4, 8), randn(6, 8), randn(6, 5)), 2 * randn(4, 6)),
+        ("q (4, 8), k (6, 8), v (6, 5), a random (4, 6) bias",
+         (randn(4, 8), randn(6, 8), randn(6, 5)), 2 * randn(4, 6)),
         ("q, k, v (3, 5, 4), a random (5, 5) bias", (randn(3, 5, 4), randn(3, 5, 4), randn(3, 5, 4)), 2 * randn(5, 5)),
         ("batch and heads, q/k/v (2, 3, 5, 8), ALiBi's causal bias (3, 5, 5)",
          (randn(2, 3, 5, 8), randn(2, 3, 5, 8), randn(2, 3, 5, 8)), _alibi(3, 5)),

@@ -30,7 +30,8 @@ def _combine(grads, sizes, kind="ok"):
 _COMBINE_MISTAKES = {
     "plain_mean": "you took the plain mean of the shards' gradients: with unequal shards each one is a mean over a "
                   "different number of examples, so weight each by its size, sum(n_r * g_r) / sum(n_r).",
-    "sum": "you summed the gradients: weight each by its shard size and divide by the total, sum(n_r * g_r) / sum(n_r).",
+    "sum": "you summed the gradients: weight each by its shard size and divide by the total, sum(n_r * g_r) / "
+           "sum(n_r).",
     "weighted_sum": "the weighted sum is not divided by the total number of examples: sum(n_r * g_r) / sum(n_r).",
     "inverse": "the weights are inverted: a shard with more examples counts more, weight n_r, not 1 / n_r.",
     "divide_by_n_workers": "you divided by the number of workers; divide the weighted sum by the number of examples, "

@@ -48,7 +48,8 @@ def check_sinusoidal_halves(fn) -> None:
         out = call_student(check, fn, L, d)
         call = f"fn(max_len={L}, d_model={d})"
         if isinstance(out, torch.Tensor) and out.shape == (d, L) and L != d:
-            raise CheckFailed(check, f"{call} has shape {(d, L)}: rows are positions, so the shape is (max_len, d_model).")
+            raise CheckFailed(check, f"{call} has shape {(d, L)}: rows are positions, so the shape is (max_len, "
+                                     "d_model).")
         expect_tensor_like(check, out, _halves(L, d), call, [(f"{call}: {m}", w(L, d)) for m, w in _HALVES_MISTAKES],
                            atol=1e-4, rtol=1e-4)
     passed(check, len(cases))

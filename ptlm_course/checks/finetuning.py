@@ -83,7 +83,8 @@ def check_cls_head(head_class) -> None:
         torch.manual_seed(0)
         head = _build(check, head_class, C, K, 0.0)
         if not isinstance(head, nn.Module):
-            raise CheckFailed(check, f"{fn_name(head_class)}(...) should build an nn.Module, but built {describe(head)}.")
+            raise CheckFailed(check, f"{fn_name(head_class)}(...) should build an nn.Module, but built "
+                                     f"{describe(head)}.")
         linear = _the_linear(check, head, C, K)
         head.eval()
         h = torch.randn(B, T, C, generator=g)
@@ -392,7 +393,8 @@ def check_lora_embedding(lora_class) -> None:
             ])
             merge = getattr(lora, "merged", None)
             if not callable(merge):
-                raise CheckFailed(check, "write the method `merged()`, returning an nn.Embedding with the merged table.")
+                raise CheckFailed(check, "write the method `merged()`, returning an nn.Embedding with the "
+                                         "merged table.")
             merged = call_student(check, merge)
             if not isinstance(merged, nn.Embedding):
                 raise CheckFailed(check, f"merged() should return an nn.Embedding, but returned {describe(merged)}.")
@@ -708,7 +710,8 @@ def check_align_labels(align_fn) -> None:
         if isinstance(got, torch.Tensor):
             got = got.tolist()
         if not isinstance(got, (list, tuple)) or not all(isinstance(x, int) and not isinstance(x, bool) for x in got):
-            raise CheckFailed(check, f"`{fn_name(align_fn)}` should return a list of ints, but returned {describe(got)}.")
+            raise CheckFailed(check, f"`{fn_name(align_fn)}` should return a list of ints, but returned "
+                                     f"{describe(got)}.")
         expected = _align_reference(word_pieces, word_labels)
         if list(got) != expected:
             for variant, explanation in _ALIGN_MISTAKES.items():

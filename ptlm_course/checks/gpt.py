@@ -35,7 +35,8 @@ def _variant(model: GPT, input_ids: torch.Tensor, kind: str = "ok") -> torch.Ten
     if kind == "norm_first":
         x = model.ln_f(x)
     blocks = list(model.blocks)
-    blocks = {"reversed_blocks": blocks[::-1], "last_block_only": blocks[-1:], "first_block_only": blocks[:1]}.get(kind, blocks)
+    blocks = {"reversed_blocks": blocks[::-1], "last_block_only": blocks[-1:],
+              "first_block_only": blocks[:1]}.get(kind, blocks)
     for block in blocks:
         x = block(x)
         if kind == "norm_every_block":
@@ -70,7 +71,7 @@ def check_gpt_forward(fn) -> None:
     """Check ``fn(model, input_ids (B, T)) -> logits (B, T, V)`` against ``GPT.forward`` on tiny random models."""
     check = "check_gpt_forward"
     g = torch.Generator().manual_seed(14)
-    cases = [(2, 7, 2), (1, 16, 3), (3, 1, 2)]                               # (B, T, n_layers); T = 16 fills the context
+    cases = [(2, 7, 2), (1, 16, 3), (3, 1, 2)]                  # (B, T, n_layers); T = 16 fills the context
     for i, (B, T, n_layers) in enumerate(cases):
         model = _tiny_gpt(i, n_layers)
         input_ids = torch.randint(model.config.vocab_size, (B, T), generator=g)

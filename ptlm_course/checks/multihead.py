@@ -120,7 +120,8 @@ def check_multi_head_attention(cls) -> None:
         kwargs = {} if mask is None else {"mask": mask}
         result = call_student(check, student, x.clone(), **kwargs)
         if not (isinstance(result, (tuple, list)) and len(result) == 2):
-            raise CheckFailed(check, f"forward should return a pair (out, weights), but it returned {describe(result)}.")
+            raise CheckFailed(check, "forward should return a pair (out, weights), but it returned "
+                                     f"{describe(result)}.")
         out, weights = result
         expect_deterministic(check, out, student, x.clone(), **kwargs)
         with torch.no_grad():
@@ -244,7 +245,8 @@ def check_cross_attention(cls) -> None:
         mask = (torch.arange(S) < lengths[:, None])[:, None, None, :]           # (B, 1, 1, S) padding mask
         result = call_student(check, student, x.clone(), context.clone(), mask=mask)
         if not (isinstance(result, (tuple, list)) and len(result) == 2):
-            raise CheckFailed(check, f"forward should return a pair (out, weights), but it returned {describe(result)}.")
+            raise CheckFailed(check, "forward should return a pair (out, weights), but it returned "
+                                     f"{describe(result)}.")
         out, weights = result
         expect_deterministic(check, out, student, x.clone(), context.clone(), mask=mask)
         where = f" (test: x (B={B}, T={T}, C={C}), context with S={S} positions and a padding mask, n_heads={H})"
@@ -285,7 +287,8 @@ def check_repeat_kv(fn) -> None:
         where = f" (test: x of shape {(B, H_kv, T, d)}, n_rep={n_rep})"
         mistakes = [("the key/value heads were tiled (0, 1, 0, 1, ...): query heads 0 .. n_rep - 1 share kv head 0, "
                      "so each kv head must be repeated n_rep times IN A ROW (0, 0, 1, 1, ...): "
-                     "x.repeat_interleave(n_rep, dim=1), not x.repeat(...)." + where, _repeat_variant(x, n_rep, "tiled")),
+                     "x.repeat_interleave(n_rep, dim=1), not x.repeat(...)." + where,
+                     _repeat_variant(x, n_rep, "tiled")),
                     ("the positions were repeated instead of the heads: repeat along dim 1 (the heads), not dim 2."
                      + where, x.repeat_interleave(n_rep, dim=2)),
                     ("the head dimension d was repeated: repeat along dim 1 (the heads), not the last dim."
@@ -358,7 +361,8 @@ def check_grouped_query_attention(cls) -> None:
         mask = torch.ones(T, T, dtype=torch.bool).tril()                          # causal, broadcast to (B, H, T, T)
         result = call_student(check, student, x.clone(), mask=mask)
         if not (isinstance(result, (tuple, list)) and len(result) == 2):
-            raise CheckFailed(check, f"forward should return a pair (out, weights), but it returned {describe(result)}.")
+            raise CheckFailed(check, "forward should return a pair (out, weights), but it returned "
+                                     f"{describe(result)}.")
         out, weights = result
         expect_deterministic(check, out, student, x.clone(), mask=mask)
         where = f" (test: x (B={B}, T={T}, C={C}), a causal mask, n_heads={H}, n_kv_heads={H_kv})"

@@ -441,7 +441,8 @@ def check_nsp_pairs(fn) -> None:
     consecutive, cross_play, flags = [], [], []
     for i, pair in enumerate(pairs):
         if not (isinstance(pair, (tuple, list)) and len(pair) == 3):
-            raise CheckFailed(check, f"each example should be a triple (a, b, is_next), but example {i} is {describe(pair)}.")
+            raise CheckFailed(check, f"each example should be a triple (a, b, is_next), but example {i} is "
+                                     f"{describe(pair)}.")
         a, b, is_next = pair
         if a not in where or b not in where:
             raise CheckFailed(check, f"example {i} is ({a!r}, {b!r}): a and b should be segments taken from `plays`.")
@@ -467,7 +468,8 @@ def check_nsp_pairs(fn) -> None:
                                      f"scene: A = {a!r}, B = {b!r}.")
         if not flag and not other_play:
             raise CheckFailed(check, f"example {i} has a random B from the same play as A (A = {a!r}, B = {b!r}): take "
-                                     f"random segments from another play, so the two kinds of pair clearly differ." + setup)
+                                     "random segments from another play, so the two kinds of pair clearly "
+                                     "differ." + setup)
     if not _rate_ok(n_next, n, 0.5):
         raise CheckFailed(check, f"{n_next / n:.1%} of the pairs are is_next, but it should be about 50%." + setup)
     used = {where[pair[0]] for pair in pairs}

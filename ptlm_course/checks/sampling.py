@@ -20,7 +20,8 @@ def _logits(*shape, seed: int) -> torch.Tensor:
 def _as_filtered(check: str, out, like: torch.Tensor, call: str) -> torch.Tensor:
     """The student's output with very negative values read as -inf."""
     if not isinstance(out, torch.Tensor):
-        raise CheckFailed(check, f"{call} should return the filtered logits as a tensor, but it returned {describe(out)}.")
+        raise CheckFailed(check, f"{call} should return the filtered logits as a tensor, but it returned "
+                                 f"{describe(out)}.")
     if out.shape != like.shape:
         raise CheckFailed(check, f"{call} should return logits of the input's shape {tuple(like.shape)}, but the "
                                  f"result has shape {tuple(out.shape)}.")

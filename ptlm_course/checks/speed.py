@@ -47,7 +47,8 @@ def check_checkpointed_flops(fn) -> None:
             (12 * N + 24 * attention, "you doubled the whole step; only the forward pass (a third of the step) runs "
                                       "twice: 6 N_mm + 12 L T C plus one more forward, 2 N_mm + 4 L T C."),
             (8 * all_params + 16 * attention, "you counted every parameter (model.parameters()); count the weights a "
-                                              "token goes through in matmuls, token_matmul_weights(model): the position "
+                                              "token goes through in matmuls, token_matmul_weights(model): the "
+                                              "position "
                                               "embedding, biases and LayerNorms do no matmul."),
             (training_flops_per_token(model, T) * 2, "you doubled the whole step; only the forward pass runs twice."),
         ]

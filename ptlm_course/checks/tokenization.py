@@ -86,7 +86,8 @@ def _pair_cases():
 
 def _as_counts(check: str, result) -> dict:
     if not isinstance(result, Mapping):
-        raise CheckFailed(check, f"should return a dict mapping each pair (a, b) to its count, but it returned {describe(result)}.")
+        raise CheckFailed(check, "should return a dict mapping each pair (a, b) to its count, but it returned "
+                                 f"{describe(result)}.")
     counts = {}
     for pair, count in result.items():
         if not isinstance(pair, tuple) or len(pair) != 2:
@@ -491,7 +492,8 @@ def check_wordpiece(fn) -> None:
         if result is None:
             raise CheckFailed(check, f"it returned None for {word!r}: return the list of pieces.")
         if isinstance(result, str) or not isinstance(result, (list, tuple)):
-            raise CheckFailed(check, f"should return a list of pieces (strings), but for {word!r} it returned {describe(result)}.")
+            raise CheckFailed(check, f"should return a list of pieces (strings), but for {word!r} it returned "
+                                     f"{describe(result)}.")
         answers.append(list(result))
     mistakes = _consistent_first(_WORDPIECE_MISTAKES, cases, answers)
     for (word, vocab), pieces in zip(cases, answers):
@@ -538,7 +540,8 @@ _SENTENCE_MISTAKES = [
     ("one unknown word turned the whole sentence into ['[UNK]']: only that word becomes [UNK]; the other words keep "
      "their pieces.", lambda t, v: _reference_sentence(t, v, whole_unk=True)),
     ("punctuation stays glued to its word, and the text was not lower-cased: lower-case first, then split the "
-     "punctuation marks into words of their own.", lambda t, v: _reference_sentence(t, v, lower=False, punctuation=False)),
+     "punctuation marks into words of their own.",
+     lambda t, v: _reference_sentence(t, v, lower=False, punctuation=False)),
     ("the whole text was looked up as one word (spaces included), so it became ['[UNK]']: split it into words "
      "first, then run WordPiece on each word.", lambda t, v: _reference_wordpiece(t.lower(), v)),
 ]

@@ -53,7 +53,8 @@ def check_layer_norm(fn) -> None:
              "dim: mean and variance over dim=-1 with keepdim=True.", variant(dim=0)),
             ("you normalised over all the numbers at once: LayerNorm normalises each token's vector "
              "separately, over the last dim (dim=-1, keepdim=True).", variant(dim=tuple(range(x.dim())))),
-            ("you used the unbiased variance (dividing by C - 1, as x.var() and x.std() do by default): LayerNorm divides by C, so use "
+            ("you used the unbiased variance (dividing by C - 1, as x.var() and x.std() do by default): "
+             "LayerNorm divides by C, so use "
              "x.var(dim=-1, unbiased=False, keepdim=True) or ((x - mean) ** 2).mean(dim=-1, keepdim=True).",
              variant(unbiased=True)),
             ("eps is added outside the square root: divide by sqrt(var + eps), not sqrt(var) + eps.",
@@ -68,7 +69,8 @@ def check_layer_norm(fn) -> None:
             ("weight and bias are swapped: x_hat * weight + bias (weight scales, bias shifts).",
              variant(swap_affine=True)),
             ("you forgot the learned scale and shift: return x_hat * weight + bias.", variant(affine=(False, False))),
-            ("you forgot the learned scale: multiply by `weight` (x_hat * weight + bias).", variant(affine=(False, True))),
+            ("you forgot the learned scale: multiply by `weight` (x_hat * weight + bias).",
+             variant(affine=(False, True))),
             ("you forgot the learned shift: add `bias` (x_hat * weight + bias).", variant(affine=(True, False))),
         ]
         if len(shape) == 3:
@@ -444,10 +446,12 @@ def check_parallel_block(cls) -> None:
             ref.ln1.bias.uniform_(-0.5, 0.5, generator=g)
         student = _build(check, cls, C, H)
         theirs = dict(student.named_parameters())
-        mapping = {key.replace("ln1.", "ln."): value for key, value in ref.named_parameters() if not key.startswith("ln2.")}
+        mapping = {key.replace("ln1.", "ln."): value for key, value in ref.named_parameters()
+                   if not key.startswith("ln2.")}
         for key, value in mapping.items():
             if key not in theirs:
-                raise CheckFailed(check, f"`{name}` should have a parameter `{key}` (the layers `self.attn`, `self.ln`, "
+                raise CheckFailed(check, f"`{name}` should have a parameter `{key}` (the layers `self.attn`, "
+                                         "`self.ln`, "
                                          f"`self.ffn` of the exercise), but it has none by that name.")
             if theirs[key].shape != value.shape:
                 raise CheckFailed(check, f"`{key}` in `{name}` should have shape {tuple(value.shape)}, but it has "
