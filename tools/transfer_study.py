@@ -143,8 +143,11 @@ def main() -> None:
     parser.add_argument("--finetune-steps", type=int, default=None, help="fine-tuning steps: with all labels "
                         "for sentiment (default 400; half of them with 10%% of the labels), per run for punctuation")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's, which follows OMP_NUM_THREADS; 2 on the course's CPU)")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     if args.task == "punctuation":
         return punctuation_study(args)
     args.finetune_steps = args.finetune_steps or 400
