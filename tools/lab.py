@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     # We open the browser ourselves, on the "Start here" URL (the server would open notebooks/ in its file browser).
     server = subprocess.Popen(lab_command(extra + ["--no-browser"]), cwd=ROOT,
                               stderr=subprocess.PIPE, text=True, bufsize=1)
+    signal.signal(signal.SIGTERM, lambda *_: server.terminate())   # stopped from outside: stop the server too
     printed = False
     while True:
         try:

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -45,8 +46,9 @@ def course_lab(tmp_path_factory):
     env = {**os.environ, "PTLM_BUDGET": "small", "OMP_NUM_THREADS": "1",
            "JUPYTERLAB_SETTINGS_DIR": str(home / "user-settings"),
            "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"), "PTLM_CACHE_DIR": str(home / "cache")}
+    port = free_port()
     command = [sys.executable, str(home / "tools" / "lab.py"), "--no-browser", "--ServerApp.ip=127.0.0.1",
-               f"--ServerApp.port={free_port()}", "--ServerApp.port_retries=0",
+               f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
                f"--LabApp.app_settings_dir={settings}", "--LabApp.expose_app_in_browser=True"]
     log = (home / "lab.log").open("w")
     server = subprocess.Popen(command, cwd=home, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
@@ -69,6 +71,18 @@ def course_lab(tmp_path_factory):
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
+    assert port_closes(port), "tools/lab.py stopped but left its JupyterLab server running"
+
+
+def port_closes(port: int, timeout_s: float = 20.0) -> bool:
+    """Whether nothing listens on 127.0.0.1:port any more, within timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) != 0:
+                return True
+        time.sleep(0.5)
+    return False
 
 
 CURRENT_PATH = "() => window.jupyterapp?.shell.currentWidget?.context?.path ?? null"
