@@ -134,16 +134,19 @@ def test_the_full_recipes_compare_like_with_like():
 
 
 @pytest.mark.parametrize("make, recipe, fast", [(cm.course_bert, TINY_BERT, False), (cm.course_gpt, TINY_GPT, True)])
-def test_the_gpt_trains_on_the_fast_path_with_the_exact_gelu(monkeypatch, make, recipe, fast):
-    """The course GPT trains as nanoGPT's model does (benchmarks/nanogpt_speed.py); BERT as its stored results."""
+def test_the_gpt_trains_on_the_fast_path_and_bert_as_stored(monkeypatch, make, recipe, fast):
+    """The course GPT trains as nanoGPT's model does (benchmarks/nanogpt_speed.py), with the exact GELU as BERT;
+    BERT on train's default path, as its stored results were made."""
     configs = []
     monkeypatch.setattr(cm, "train", lambda model, config, *args: configs.append(config) or cm.History())
     model, _, _ = make(budget="small", progress=False, recipe=recipe)
     assert [(c.fused_attention, c.fused_adamw) for c in configs] == [(fast, True if fast else None)]
-    gelus = {m.approximate for m in model.modules() if isinstance(m, torch.nn.GELU)}
-    assert gelus == {"none"}
-    slow = cm.gpt_config(replace(TINY_GPT, activation="gelu_tanh"))
-    assert slow.activation == "gelu_tanh"
+    assert {m.approximate for m in model.modules() if isinstance(m, torch.nn.GELU)} == {"none"}
+
+
+def test_the_gpt_recipe_sets_the_activation():
+    assert cm.gpt_config(TINY_GPT).activation == "gelu"
+    assert cm.gpt_config(replace(TINY_GPT, activation="gelu_tanh")).activation == "gelu_tanh"
 
 
 def test_the_bert_recipe_sets_the_initial_weight_scale():
