@@ -1,5 +1,6 @@
-"""The course as a person uses it: JupyterLab in headless Chromium, every notebook with widgets run top to bottom,
-no error output, each widget's control moved and its view changed. Screenshots go to test-artifacts/screenshots/.
+"""The course as a person uses it: JupyterLab in headless Chromium, every notebook with widgets run from the top
+down to its last widget (nbval runs every cell, outside the browser), no error output, each widget's control moved
+and its view changed. Screenshots go to test-artifacts/screenshots/.
 
 Needs Playwright (``pip install playwright``, in the dev extras) and Debian's Chromium (``apt-get install
 chromium``: /usr/bin/chromium, or set PTLM_CHROMIUM); Playwright's own browser download is never used.
@@ -97,8 +98,21 @@ READ_NOTEBOOK = """() => {
 }"""
 
 
+def last_widget_cell(notebook: str) -> int | None:
+    """The index of the last cell that calls a widget the notebook imports from ptlm_course.widgets (None: none)."""
+    cells = json.loads((NOTEBOOKS / notebook).read_text(encoding="utf-8"))["cells"]
+    sources = ["".join(cell["source"]) for cell in cells]
+    names = {name.strip() for source in sources
+             for imported in re.findall(r"^from ptlm_course\.widgets import \(?([^)\n]+)", source, re.M)
+             for name in imported.split(",") if name.strip()}
+    calls = [i for i, (cell, source) in enumerate(zip(cells, sources)) if cell["cell_type"] == "code"
+             and any(re.search(rf"\b{re.escape(name)}\(", source) for name in names)]
+    return max(calls) if calls else None
+
+
 def run_all(page, notebook: str, live_steps: set) -> list[dict]:
-    """Run every cell through JupyterLab's own command and wait until the last cell has run.
+    """Run the cells down to the last one that shows a widget through JupyterLab's own commands (all of them if
+    that is the last cell) and wait until they have run.
 
     Meanwhile, collect into ``live_steps`` the steps a training dashboard shows while training runs."""
     try:
@@ -118,7 +132,13 @@ def run_all(page, notebook: str, live_steps: set) -> list[dict]:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / f"{Path(notebook).stem}-no-kernel.png"))
         raise
-    page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+    last = last_widget_cell(notebook)
+    n_cells = page.evaluate("() => window.jupyterapp.shell.currentWidget.content.model.cells.length")
+    if last is None or last == n_cells - 1:
+        page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+    else:                                                     # select the cell after it, run everything above
+        page.evaluate(f"""() => {{ window.jupyterapp.shell.currentWidget.content.activeCellIndex = {last + 1};
+                                  window.jupyterapp.commands.execute('notebook:run-all-above'); }}""")
     deadline = time.monotonic() + NOTEBOOK_TIMEOUT_S
     dashboards = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .ptlm-training-dashboard .widget-html")
     while True:
@@ -129,13 +149,14 @@ def run_all(page, notebook: str, live_steps: set) -> list[dict]:
         errors = [c for c in cells if any(o.get("output_type") == "error" for o in c["outputs"])]
         if errors:
             return cells                                        # run-all stops at an error: report it
-        if cells and all(c["count"] for c in cells) and state["status"] == "idle":
+        wanted = [c for c in cells if last is None or c["index"] <= last]
+        if wanted and all(c["count"] for c in wanted) and state["status"] == "idle":
             return cells
         if time.monotonic() > deadline:
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOTS / f"{Path(notebook).stem}-timeout.png"))
             pytest.fail(f"{notebook}: not finished after {NOTEBOOK_TIMEOUT_S} s "
-                        f"({sum(bool(c['count']) for c in cells)}/{len(cells)} cells ran)")
+                        f"({sum(bool(c['count']) for c in wanted)}/{len(wanted)} cells ran)")
         time.sleep(0.5)
 
 
